@@ -1,0 +1,30 @@
+/*
+ * app.h — subcommands of the inferneo program. Each returns the process exit status.
+ * Subcommands see the library only through inferneo.h (and the server through server.h).
+ */
+#ifndef INF_APP_H
+#define INF_APP_H
+
+#include "inferneo.h"
+
+int inf_cmd_info(int argc, char **argv);
+int inf_cmd_tokenize(int argc, char **argv);
+int inf_cmd_generate(int argc, char **argv);
+int inf_cmd_logits(int argc, char **argv);
+int inf_cmd_bench(int argc, char **argv);
+int inf_cmd_synth(int argc, char **argv);
+int inf_cmd_batch(int argc, char **argv);
+int inf_cmd_serve(int argc, char **argv);
+
+/* Shared helpers (app/common.c). */
+/* Prints "inferneo: <what>: <inf_strerror(err)>: <inf_last_error()>" to stderr on one line. */
+void inf_app_fail(const char *what, int err);
+/* Log sink that writes "[level] msg" lines to stderr. */
+void inf_app_log_stderr(int level, const char *msg, void *user);
+/* Reads a whole file into a new buffer (free with free()); NULL + message on failure. */
+char *inf_app_read_file(const char *path, size_t *len);
+/* Parses a strict integer/float option value; prints an error and returns false when invalid. */
+bool inf_app_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool inf_app_parse_f32(const char *opt, const char *s, float *out);
+
+#endif

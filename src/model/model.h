@@ -1,0 +1,76 @@
+/*
+ * model.h — hyperparameters, weights bound to the GGUF mapping, and the batched forward pass.
+ *
+ * The forward pass takes a batch of entries, each (token, position, sequence, KV slot), mixing
+ * prompt chunks of several sequences and single decode tokens. K/V of every entry are written
+ * to its slot of the KV store; attention of an entry at position p of sequence s reads the slots
+ * of positions 0..p from that sequence's slot table. A paged KV cache maps
+ * slot = page * page_tokens + offset; a contiguous one uses slot = position.
+ */
+#ifndef INF_MODEL_H
+#define INF_MODEL_H
+
+#include "format/gguf.h"
+#include "kernels/kernels.h"
+#include "tokenizer/tokenizer.h"
+
+enum inf_arch { INF_ARCH_LLAMA = 0, INF_ARCH_QWEN2 = 1 };
+
+typedef struct inf_hparams {
+    int arch;
+    int64_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    float rms_eps, rope_base, rope_scale;
+    int rope_neox;
+} inf_hparams;
+
+typedef struct inf_layer {
+    inf_tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+    inf_tensor bq, bk, bv; /* qwen2 biases (data NULL when absent) */
+} inf_layer;
+
+struct inf_model {
+    inf_gguf *gguf;
+    inf_hparams hp;
+    inf_tensor tok_embd, output_norm, output; /* output may alias tok_embd (tied) */
+    inf_layer *layers;                        /* [n_layer] */
+    inf_tokenizer *tok;
+    inf_pool *pool;
+    char *name, *arch_name;
+    int n_threads;
+};
+
+/* KV store: K and V of every slot for every layer, f32.
+ * k[l], v[l]: [n_slots][n_head_kv * head_dim]. */
+typedef struct inf_kv_store {
+    int64_t n_slots;
+    float **k, **v; /* [n_layer] */
+} inf_kv_store;
+
+int inf_kv_store_init(inf_kv_store *kv, const inf_hparams *hp, int64_t n_slots);
+void inf_kv_store_free(inf_kv_store *kv, const inf_hparams *hp);
+
+typedef struct inf_batch {
+    int64_t n_tokens;
+    const int32_t *tokens;  /* [n_tokens] */
+    const int32_t *pos;     /* [n_tokens] position within its sequence */
+    const int32_t *seq;     /* [n_tokens] index into seq_slots */
+    const int32_t *slot;    /* [n_tokens] KV slot written by this entry */
+    const int32_t *const *seq_slots; /* [n_seqs][>= max pos + 1]: slot of each position */
+    int64_t n_seqs;
+    /* Which entries produce output rows (logits/hidden), in entry order. NULL: all. */
+    const uint8_t *output;
+} inf_batch;
+
+/* Scratch for forward passes of up to max_tokens entries and max_ctx positions per sequence. */
+typedef struct inf_forward_scratch inf_forward_scratch;
+int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_ctx,
+                            inf_forward_scratch **out);
+void inf_forward_scratch_free(inf_forward_scratch *s);
+
+/* Runs the batch. logits: [n_out][n_vocab] for the entries marked in batch->output (in order),
+ * or NULL. hidden: [n_out][n_embd] final-normed hidden states, or NULL. Batch-invariant: an
+ * entry's outputs do not depend on the other entries (see kernels.h). */
+int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b,
+                      inf_kv_store *kv, float *logits, float *hidden);
+
+#endif
