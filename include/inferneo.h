@@ -96,6 +96,27 @@ typedef struct inf_model_info {
 void inf_model_get_info(const inf_model *model, inf_model_info *info);
 /* Name of a GGUF tensor type id ("q4_0") or NULL. */
 const char *inf_type_name(int type);
+/* Measures this machine's memory read bandwidth in GB/s with the model's compute pool threads
+ * (~0.3 s, briefly allocates 512 MiB; for `bench`). 0 when the model has no pool (vocab_only) or
+ * the measurement buffer cannot be allocated. */
+double inf_model_measure_read_bw(inf_model *model);
+
+/* ---- synthetic models (benchmarks, tests) ------------------------------------------------ */
+
+/* Shape and type of a random-weight llama model written by inf_synth_write(). */
+typedef struct inf_synth_params {
+    int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab;
+    int64_t n_ctx;    /* llama.context_length (2048) */
+    int type;         /* weight type id: F32 0, F16 1, Q4_0 2, Q8_0 8 (norms are always F32) */
+    uint64_t seed;    /* same seed => same file */
+    const char *name; /* general.name (borrowed; NULL: "synth") */
+} inf_synth_params;
+
+inf_synth_params inf_synth_params_default(void);
+/* Writes a llama GGUF with random weights (std ~0.02, norms 1.0) and a synthetic SPM vocabulary
+ * (<unk>, <s>, </s>, 256 byte tokens, then pieces) to path. Streams one tensor at a time, so
+ * memory stays bounded by the largest tensor. INF_EINVAL on an impossible shape. */
+int inf_synth_write(const char *path, const inf_synth_params *params);
 
 /* ---- tokenizer --------------------------------------------------------------------------- */
 

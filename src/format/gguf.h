@@ -53,6 +53,17 @@ void inf_gguf_close(inf_gguf *g);
 uint32_t inf_gguf_version(const inf_gguf *g);
 size_t inf_gguf_file_size(const inf_gguf *g);
 size_t inf_gguf_alignment(const inf_gguf *g);
+/* Byte offset of the data section in the file. */
+size_t inf_gguf_data_offset(const inf_gguf *g);
+
+/* ---- tensor type sizes (the format layer's own table; no kernels needed) ---- */
+/* Block size (elements) and bytes per block of a tensor type id; false when unknown. */
+bool inf_gguf_type_size(int type, int64_t *blck, size_t *type_size);
+/* Lower-case name ("q4_0", "q6_K") or NULL when unknown. */
+const char *inf_gguf_type_name(int type);
+/* Bytes of a tensor: validates type, 1 <= n_dims <= 4, ne[i] > 0, element count within int64,
+ * ne[0] divisible by the block size, no size_t overflow. INF_EFORMAT with a detail otherwise. */
+int inf_gguf_tensor_nbytes(int type, int n_dims, const int64_t *ne, size_t *nbytes);
 
 /* ---- metadata ---- */
 int64_t inf_gguf_n_kv(const inf_gguf *g);
@@ -78,7 +89,8 @@ int inf_gguf_get_arr(const inf_gguf *g, const char *key, int *elem_type, int64_t
 /* Element i of a string array: borrowed bytes + length. */
 int inf_gguf_get_arr_str(const inf_gguf *g, const char *key, int64_t i, const char **s,
                          size_t *len);
-/* Raw element data of a numeric array (little-endian, element size of elem_type). */
+/* Raw element data of a numeric array (little-endian, element size of elem_type). The pointer
+ * points into the file and may be unaligned: read elements with memcpy. */
 int inf_gguf_get_arr_data(const inf_gguf *g, const char *key, const void **data);
 
 /* ---- tensors ---- */
@@ -98,15 +110,38 @@ int inf_gguf_writer_set_i32(inf_gguf_writer *w, const char *key, int32_t v);
 int inf_gguf_writer_set_f32(inf_gguf_writer *w, const char *key, float v);
 int inf_gguf_writer_set_bool(inf_gguf_writer *w, const char *key, bool v);
 int inf_gguf_writer_set_str(inf_gguf_writer *w, const char *key, const char *v);
+int inf_gguf_writer_set_u64(inf_gguf_writer *w, const char *key, uint64_t v);
+int inf_gguf_writer_set_i64(inf_gguf_writer *w, const char *key, int64_t v);
+int inf_gguf_writer_set_f64(inf_gguf_writer *w, const char *key, double v);
+/* Any scalar type (not STRING/ARRAY); v points to a value of that type's C width. */
+int inf_gguf_writer_set_scalar(inf_gguf_writer *w, const char *key, int vtype, const void *v);
+/* Stores n raw bytes as the value of key with type tag vtype, unvalidated (tests build nested
+ * arrays and malformed values with it). */
+int inf_gguf_writer_set_raw(inf_gguf_writer *w, const char *key, int vtype, const void *bytes,
+                            size_t n);
+/* Sets the data alignment (power of two) and the general.alignment key. */
+int inf_gguf_writer_set_alignment(inf_gguf_writer *w, uint32_t alignment);
 /* Numeric array: n elements of elem_type (not STRING/ARRAY), raw little-endian data. */
 int inf_gguf_writer_set_arr(inf_gguf_writer *w, const char *key, int elem_type, const void *data,
                             int64_t n);
 int inf_gguf_writer_set_arr_str(inf_gguf_writer *w, const char *key, const char *const *v,
                                 int64_t n);
-/* Adds a tensor; data (nbytes computed from type and ne) is copied unless the writer is told
- * otherwise. */
+/* Adds a tensor; data (nbytes computed from type and ne) is copied. data == NULL defers the
+ * data: it is produced at write time by the fill callback of inf_gguf_writer_write_cb (zeros
+ * with inf_gguf_writer_write). Duplicate keys and tensor names are INF_EINVAL. */
 int inf_gguf_writer_add_tensor(inf_gguf_writer *w, const char *name, int type, int n_dims,
                                const int64_t *ne, const void *data);
+/* Writes the file (to a temporary next to path, renamed on success). */
 int inf_gguf_writer_write(inf_gguf_writer *w, const char *path);
+/* Fills buf (nbytes bytes) with the data of deferred tensor index (in add order); returns 0 or a
+ * negative INF_E* that aborts the write. */
+typedef int (*inf_gguf_fill_fn)(void *user, int64_t index, const char *name, int type,
+                                const int64_t *ne, void *buf, size_t nbytes);
+/* Like inf_gguf_writer_write, producing deferred tensors one at a time (memory: the largest
+ * deferred tensor), so huge models can be written with bounded memory. */
+int inf_gguf_writer_write_cb(inf_gguf_writer *w, const char *path, inf_gguf_fill_fn fill,
+                             void *user);
+/* Writes the file into a new buffer *out of *len bytes (free with free()). */
+int inf_gguf_writer_write_mem(inf_gguf_writer *w, void **out, size_t *len);
 
 #endif

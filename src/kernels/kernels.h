@@ -42,4 +42,8 @@ size_t inf_matmul_scratch_size(int wtype, int64_t n_in, int64_t n_tok);
 void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_tok, float *Y,
                 int64_t ldy, void *scratch);
 
+/* Measures the machine's memory read bandwidth in GB/s with the pool's threads (~0.3 s, allocates
+ * and frees a 512 MiB buffer). Returns 0 when the buffer cannot be allocated. */
+double inf_kernels_measure_read_bw(inf_pool *pool);
+
 #endif

@@ -19,8 +19,9 @@ enum inf_arch { INF_ARCH_LLAMA = 0, INF_ARCH_QWEN2 = 1 };
 typedef struct inf_hparams {
     int arch;
     int64_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
-    float rms_eps, rope_base, rope_scale;
+    float rms_eps, rope_base, rope_scale; /* rope_scale: position multiplier (1/linear factor) */
     int rope_neox;
+    int64_t n_rot; /* rotated dims per head (<= head_dim, even) — added by the model layer */
 } inf_hparams;
 
 typedef struct inf_layer {
@@ -32,14 +33,28 @@ struct inf_model {
     inf_gguf *gguf;
     inf_hparams hp;
     inf_tensor tok_embd, output_norm, output; /* output may alias tok_embd (tied) */
-    inf_layer *layers;                        /* [n_layer] */
+    inf_layer *layers;                        /* [n_layer]; NULL when vocab_only */
     inf_tokenizer *tok;
-    inf_pool *pool;
+    inf_pool *pool;                           /* NULL when vocab_only */
     char *name, *arch_name;
     int n_threads;
+    /* Added by the model layer (additive): */
+    bool vocab_only;       /* metadata + tokenizer only: no hparams/weights/pool */
+    bool has_hparams;      /* hp is valid (always when !vocab_only) */
+    char *chat_template;   /* tokenizer.chat_template or NULL */
+    char *tok_model;       /* tokenizer.ggml.model ("llama", "gpt2") or NULL */
+    int64_t n_tensors;
+    int64_t n_tensors_by_type[64];
+    uint64_t n_params, weight_bytes;
 };
 
-/* KV store: K and V of every slot for every layer, f32.
+/* Reads hyperparameters of a supported architecture from GGUF metadata (no tensors). */
+int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp);
+/* Binds and validates every tensor of m->hp against the GGUF (allocates m->layers). */
+int inf__model_bind_tensors(inf_model *m);
+
+/* KV store: K and V of every slot for every layer, f32 holding values rounded to binary16
+ * precision (the numerics of llama.cpp's default f16 cache).
  * k[l], v[l]: [n_slots][n_head_kv * head_dim]. */
 typedef struct inf_kv_store {
     int64_t n_slots;
@@ -60,6 +75,11 @@ typedef struct inf_batch {
     /* Which entries produce output rows (logits/hidden), in entry order. NULL: all. */
     const uint8_t *output;
 } inf_batch;
+/* Contract checked by inf_model_forward (INF_EINVAL / INF_ERANGE, nothing computed on failure):
+ * 0 <= n_tokens <= scratch max_tokens (0: no-op), tokens < n_vocab, 0 <= seq < n_seqs,
+ * 0 <= pos < scratch max_ctx, 0 <= slot < kv n_slots, seq_slots[seq][0..pos] are valid slots and
+ * seq_slots[seq][pos] == slot. Entries of one sequence at smaller positions in the same batch are
+ * visible to later positions (K/V are written before attention). */
 
 /* Scratch for forward passes of up to max_tokens entries and max_ctx positions per sequence. */
 typedef struct inf_forward_scratch inf_forward_scratch;

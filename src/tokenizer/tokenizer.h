@@ -25,6 +25,10 @@ bool inf_tokenizer_add_eos(const inf_tokenizer *t);
 bool inf_tokenizer_is_eog(const inf_tokenizer *t, int32_t tok);
 bool inf_tokenizer_is_control(const inf_tokenizer *t, int32_t tok);
 const char *inf_tokenizer_pre(const inf_tokenizer *t); /* tokenizer.ggml.pre or "default" */
+/* SPM: a space is put before the text (and dropped again from the first piece when decoding). */
+bool inf_tokenizer_add_space_prefix(const inf_tokenizer *t);
+/* Raw vocabulary text of a token (borrowed, NUL-terminated), NULL for an invalid id. */
+const char *inf_tokenizer_text(const inf_tokenizer *t, int32_t tok, size_t *len);
 /* Finds the id of an exact token text, -1 when absent. */
 int32_t inf_tokenizer_find(const inf_tokenizer *t, const char *text, size_t len);
 

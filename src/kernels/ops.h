@@ -1,0 +1,43 @@
+/*
+ * ops.h — the small per-token transformer ops: RMSNorm, RoPE, softmax, SiLU, attention over KV
+ * slots. Scalar C written so the compiler can vectorize it; every result depends only on the
+ * token's own inputs (fixed summation order), never on the batch or the thread count.
+ */
+#ifndef INF_OPS_H
+#define INF_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y[i] = x[i] / rms(x) * w[i] (w may be NULL: no gain). x and y may alias. */
+void inf_op_rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps);
+
+/* RoPE angles for one position: cs[2*i] = cos(theta_i), cs[2*i+1] = sin(theta_i) for
+ * i < n_rot/2, theta_i = freq_scale * pos * base^(-2i/n_rot) (ggml's recurrence). */
+void inf_op_rope_cache(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale);
+/* Rotates the first n_rot dims of each of n_head heads of head_dim floats in x, in place.
+ * neox = 0: adjacent pairs (x[2i], x[2i+1]); neox = 1: halves (x[i], x[i + n_rot/2]). */
+void inf_op_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, const float *cs,
+                 int neox);
+
+float inf_op_dot(const float *a, const float *b, int64_t n);
+/* In place: x = softmax(x). */
+void inf_op_softmax(float *x, int64_t n);
+/* In place: g[i] = silu(g[i]) * u[i]. */
+void inf_op_silu_mul(float *g, const float *u, int64_t n);
+/* x[i] = x[i] rounded to the nearest binary16 value (round-to-nearest-even; kept as float).
+ * Used so K, V and Q carry the precision of llama.cpp's default f16 KV cache. */
+void inf_op_round_f16(float *x, int64_t n);
+/* y[i] += x[i]. */
+void inf_op_add(float *y, const float *x, int64_t n);
+
+/* Attention of one query head over n_pos cached positions.
+ * q: [head_dim]; position j's key is k + slots[j] * stride (head_dim floats), value likewise in v.
+ * scores: scratch of n_pos floats. out: [head_dim] = sum_j softmax(scale * q.k_j)_j * v_j, with
+ * the probabilities rounded to binary16 precision as llama.cpp's f16 KV path does (callers round
+ * q, k and v with inf_op_round_f16 for the same reason). */
+void inf_op_attention(const float *q, const float *k, const float *v, size_t stride,
+                      const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
+                      float *scores, float *out);
+
+#endif

@@ -1,0 +1,509 @@
+/*
+ * dot256_tmpl.h — 256-bit vec_dot kernels and activation quantizers, written once and compiled
+ * twice: by quants_avx2.c (AVX2 maddubs/madd integer dots) and by quants_avx512.c (AVX-512VL
+ * VNNI vpdpbusd). Not a public header: include it only from those two files, after defining
+ *   DOT_U8S8(u, s)          -> __m256i, 8 int32 lanes, lane i = sum of the 4 products of bytes
+ *                              4i..4i+3 (u unsigned, s signed). Callers keep every pair of
+ *                              products within int16 range, so the AVX2 form never saturates.
+ *   DOT_U8S8_SC(u, s, sc)   -> like DOT_U8S8 with lanes multiplied by the scale vector sc made by
+ *   SC1(a) / SC2(a, b)         (one scale / scale a for the low 16 bytes and b for the high 16).
+ *   TMPL_FN(name)           -> the ISA-suffixed function name.
+ * Integer block sums are exact, so these agree with ref/ up to float summation order.
+ * Threads: pure functions.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/types.h"
+
+static inline float t_fp16(inf_half h) { return _cvtsh_ss(h); }
+static inline inf_half t_to_fp16(float f) {
+    return (inf_half)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* Sum of 8 floats in a fixed order. */
+static inline float t_hsum_ps(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline int t_hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31). */
+static inline __m256i t_unpack_nibbles(const uint8_t *p) {
+    __m128i q = _mm_loadu_si128((const __m128i *)p);
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+/* Bit j of the 32-bit word -> byte j = 0xff when set. */
+static inline __m256i t_bits_to_bytes(uint32_t bits) {
+    const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000ll, 0x0101010101010101ll,
+                                            0x0202020202020202ll, 0x0303030303030303ll);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    const __m256i bitm = _mm256_set1_epi64x(0x8040201008040201ll);
+    v = _mm256_and_si256(v, bitm);
+    return _mm256_cmpeq_epi8(v, bitm);
+}
+
+/* C's roundf (half away from zero) on 8 floats, exact for |x| < 2^23. */
+static inline __m256 t_roundf(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 ge = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
+    return _mm256_add_ps(t, _mm256_and_ps(ge, one));
+}
+
+/* 32 int32 in 4 vectors -> 32 int8 in element order (values already within int8). */
+static inline __m256i t_pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_packs_epi32(a, b); /* a0-3 b0-3 | a4-7 b4-7 */
+    __m256i cd = _mm256_packs_epi32(c, d);
+    __m256i v = _mm256_packs_epi16(ab, cd); /* a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7 */
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float t_absmax32(const float *x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8)));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 16)));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 24)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* One 32-float block to 32 int8 q = roundf(x * id) (as the reference does). */
+static inline __m256i t_quant32(const float *x, float id) {
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q0 = _mm256_cvttps_epi32(t_roundf(_mm256_mul_ps(_mm256_loadu_ps(x), vid)));
+    __m256i q1 = _mm256_cvttps_epi32(t_roundf(_mm256_mul_ps(_mm256_loadu_ps(x + 8), vid)));
+    __m256i q2 = _mm256_cvttps_epi32(t_roundf(_mm256_mul_ps(_mm256_loadu_ps(x + 16), vid)));
+    __m256i q3 = _mm256_cvttps_epi32(t_roundf(_mm256_mul_ps(_mm256_loadu_ps(x + 24), vid)));
+    return t_pack_i32_to_i8(q0, q1, q2, q3);
+}
+
+/* Sum of 32 int8. */
+static inline int t_sum_i8(__m256i q) {
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
+                                  _mm256_set1_epi16(1));
+    return t_hsum_epi32(s);
+}
+
+/* ---- activation quantizers ---------------------------------------------------------------- */
+
+static void TMPL_FN(from_float_q8_0)(const float *restrict x, void *restrict vy, int64_t n) {
+    inf_block_q8_0 *y = vy;
+    const int64_t nb = n / INF_QK8_0;
+    for (int64_t i = 0; i < nb; i++, x += INF_QK8_0) {
+        const float d = t_absmax32(x) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = t_to_fp16(d);
+        _mm256_storeu_si256((__m256i *)y[i].qs, t_quant32(x, id));
+    }
+}
+
+static void TMPL_FN(from_float_q8_1)(const float *restrict x, void *restrict vy, int64_t n) {
+    inf_block_q8_1 *y = vy;
+    const int64_t nb = n / INF_QK8_1;
+    for (int64_t i = 0; i < nb; i++, x += INF_QK8_1) {
+        const float d = t_absmax32(x) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = t_to_fp16(d);
+        __m256i q = t_quant32(x, id);
+        _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        y[i].s = t_to_fp16((float)t_sum_i8(q) * d);
+    }
+}
+
+static void TMPL_FN(from_float_q8_k)(const float *restrict x, void *restrict vy, int64_t n) {
+    inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < nb; i++, x += INF_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < INF_QK_K; j += 8) {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        /* The signed value of the first element of largest magnitude, as the reference. */
+        float max = 0.0f;
+        for (int j = 0; j < INF_QK_K; j++) {
+            if (fabsf(x[j]) == amax) {
+                max = x[j];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m256 vis = _mm256_set1_ps(iscale);
+        const __m256i lim = _mm256_set1_epi32(127);
+        for (int j = 0; j < INF_QK_K; j += 32) {
+            /* cvtps rounds half to even like the reference's nearest_int. */
+            __m256i q0 = _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j))));
+            __m256i q1 = _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 8))));
+            __m256i q2 = _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 16))));
+            __m256i q3 = _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 24))));
+            __m256i q = t_pack_i32_to_i8(q0, q1, q2, q3);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+            /* Two group-of-16 sums. */
+            __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+            __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm_setzero_si128());
+            __m128i t = _mm256_extracti128_si256(s32, 1);
+            s = _mm_hadd_epi32(s, t);             /* s0+s1, s2+s3, t0+t1, t2+t3 */
+            s = _mm_hadd_epi32(s, s);             /* group0, group1, ... */
+            y[i].bsums[j / 16] = (int16_t)_mm_cvtsi128_si32(s);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm_extract_epi32(s, 1);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* ---- float dots --------------------------------------------------------------------------- */
+
+static void TMPL_FN(vec_dot_f32)(int64_t n, float *restrict s, const void *restrict vx,
+                                 const void *restrict vy) {
+    const float *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = t_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += x[i] * y[i];
+    *s = sum;
+}
+
+static void TMPL_FN(vec_dot_f16)(int64_t n, float *restrict s, const void *restrict vx,
+                                 const void *restrict vy) {
+    const inf_half *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+#define T_LH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(T_LH(x + i), T_LH(y + i), a0);
+        a1 = _mm256_fmadd_ps(T_LH(x + i + 8), T_LH(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(T_LH(x + i + 16), T_LH(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(T_LH(x + i + 24), T_LH(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(T_LH(x + i), T_LH(y + i), a0);
+#undef T_LH
+    float sum = t_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += t_fp16(x[i]) * t_fp16(y[i]);
+    *s = sum;
+}
+
+static void TMPL_FN(to_float_f16)(const void *restrict vx, float *restrict y, int64_t n) {
+    const inf_half *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    }
+    for (; i < n; i++) y[i] = t_fp16(x[i]);
+}
+
+static void TMPL_FN(from_float_f16)(const float *restrict x, void *restrict vy, int64_t n) {
+    inf_half *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = t_to_fp16(x[i]);
+}
+
+/* ---- 32-wide block quants ----------------------------------------------------------------- */
+
+static void TMPL_FN(vec_dot_q8_0)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q8_0 *x = vx;
+    const inf_block_q8_0 *y = vy;
+    const int64_t nb = n / INF_QK8_0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        /* |x| * (y with x's sign): pairs stay <= 2 * 128 * 127. */
+        __m256i p = DOT_U8S8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+        __m256 d = _mm256_set1_ps(t_fp16(x[i].d) * t_fp16(y[i].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc);
+    }
+    *s = t_hsum_ps(acc);
+}
+
+static void TMPL_FN(vec_dot_q4_0)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q4_0 *x = vx;
+    const inf_block_q8_0 *y = vy;
+    const int64_t nb = n / INF_QK8_0;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i qx = t_unpack_nibbles(x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256i p = _mm256_sub_epi32(DOT_U8S8(qx, qy), DOT_U8S8(eight, qy));
+        __m256 d = _mm256_set1_ps(t_fp16(x[i].d) * t_fp16(y[i].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc);
+    }
+    *s = t_hsum_ps(acc);
+}
+
+static void TMPL_FN(vec_dot_q4_1)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q4_1 *x = vx;
+    const inf_block_q8_1 *y = vy;
+    const int64_t nb = n / INF_QK8_1;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i qx = t_unpack_nibbles(x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(t_fp16(x[i].d) * t_fp16(y[i].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_U8S8(qx, qy)), d, acc);
+        summ += t_fp16(x[i].m) * t_fp16(y[i].s);
+    }
+    *s = t_hsum_ps(acc) + summ;
+}
+
+static void TMPL_FN(vec_dot_q5_0)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q5_0 *x = vx;
+    const inf_block_q8_0 *y = vy;
+    const int64_t nb = n / INF_QK8_0;
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof(qh));
+        __m256i qx = _mm256_or_si256(t_unpack_nibbles(x[i].qs),
+                                     _mm256_and_si256(t_bits_to_bytes(qh), sixteen));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256i p = _mm256_sub_epi32(DOT_U8S8(qx, qy), DOT_U8S8(sixteen, qy));
+        __m256 d = _mm256_set1_ps(t_fp16(x[i].d) * t_fp16(y[i].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc);
+    }
+    *s = t_hsum_ps(acc);
+}
+
+static void TMPL_FN(vec_dot_q5_1)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q5_1 *x = vx;
+    const inf_block_q8_1 *y = vy;
+    const int64_t nb = n / INF_QK8_1;
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof(qh));
+        __m256i qx = _mm256_or_si256(t_unpack_nibbles(x[i].qs),
+                                     _mm256_and_si256(t_bits_to_bytes(qh), sixteen));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(t_fp16(x[i].d) * t_fp16(y[i].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_U8S8(qx, qy)), d, acc);
+        summ += t_fp16(x[i].m) * t_fp16(y[i].s);
+    }
+    *s = t_hsum_ps(acc) + summ;
+}
+
+/* ---- K quants ----------------------------------------------------------------------------- */
+
+/* The 8 (scale, min) pairs of a q4_K/q5_K block. */
+static inline void t_scales_mins(const uint8_t *q, int *sc, int *m) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        m[j] = q[j + 4] & 63;
+        sc[j + 4] = (q[j + 8] & 0x0f) | ((q[j] >> 6) << 4);
+        m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+    }
+}
+
+static void TMPL_FN(vec_dot_q4_k)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q4_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int sc[8], mn[8];
+        t_scales_mins(x[i].scales, sc, mn);
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const uint8_t *q = x[i].qs;
+        const int8_t *p = y[i].qs;
+        __m256i isum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++, q += 32, p += 64) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            __m256i lo = _mm256_and_si256(qb, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)p);
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(lo, y0, SC1(sc[2 * k])));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(hi, y1, SC1(sc[2 * k + 1])));
+        }
+        const float dy = y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(t_fp16(x[i].d) * dy), acc);
+        accm += t_fp16(x[i].dmin) * dy * (float)summ;
+    }
+    *s = t_hsum_ps(acc) - accm;
+}
+
+static void TMPL_FN(vec_dot_q5_k)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q5_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int sc[8], mn[8];
+        t_scales_mins(x[i].scales, sc, mn);
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const uint8_t *q = x[i].qs;
+        const int8_t *p = y[i].qs;
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i isum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++, q += 32, p += 64) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one);
+            __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_slli_epi16(h0, 4));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                                         _mm256_slli_epi16(h1, 4));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)p);
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(lo, y0, SC1(sc[2 * k])));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(hi, y1, SC1(sc[2 * k + 1])));
+        }
+        const float dy = y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(t_fp16(x[i].d) * dy), acc);
+        accm += t_fp16(x[i].dmin) * dy * (float)summ;
+    }
+    *s = t_hsum_ps(acc) - accm;
+}
+
+static void TMPL_FN(vec_dot_q6_k)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q6_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const int8_t *sc = x[i].scales;
+        /* The -32 offset, applied once through the group sums: -32 * sum_g sc_g * bsum_g. */
+        int off = 0;
+        for (int g = 0; g < 16; g++) off += sc[g] * y[i].bsums[g];
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qhp = x[i].qh + 32 * h;
+            const int8_t *p = y[i].qs + 128 * h;
+            const int8_t *sg = sc + 8 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qhp);
+            __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            __m256i q1 = _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            __m256i q2 = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            __m256i q3 = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)p);
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+            __m256i y2 = _mm256_loadu_si256((const __m256i *)(p + 64));
+            __m256i y3 = _mm256_loadu_si256((const __m256i *)(p + 96));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q0, y0, SC2(sg[0], sg[1])));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q1, y1, SC2(sg[2], sg[3])));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q2, y2, SC2(sg[4], sg[5])));
+            isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q3, y3, SC2(sg[6], sg[7])));
+        }
+        isum = _mm256_add_epi32(isum, _mm256_setr_epi32(-32 * off, 0, 0, 0, 0, 0, 0, 0));
+        const float d = t_fp16(x[i].d) * y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+    }
+    *s = t_hsum_ps(acc);
+}
+
+/* ---- dequantizers (embedding rows, tests) -------------------------------------------------- */
+
+static void TMPL_FN(to_float_q8_0)(const void *restrict vx, float *restrict y, int64_t n) {
+    const inf_block_q8_0 *x = vx;
+    const int64_t nb = n / INF_QK8_0;
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        const __m256 d = _mm256_set1_ps(t_fp16(x[i].d));
+        for (int j = 0; j < 32; j += 8) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[i].qs + j)));
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+        }
+    }
+}
+
+static void TMPL_FN(to_float_q4_0)(const void *restrict vx, float *restrict y, int64_t n) {
+    const inf_block_q4_0 *x = vx;
+    const int64_t nb = n / INF_QK4_0;
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        const __m256 d = _mm256_set1_ps(t_fp16(x[i].d));
+        uint8_t b[32];
+        _mm256_storeu_si256((__m256i *)b,
+                            _mm256_sub_epi8(t_unpack_nibbles(x[i].qs), _mm256_set1_epi8(8)));
+        for (int j = 0; j < 32; j += 8) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + j)));
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+        }
+    }
+}
+
+/* Installs this template's kernels into a trait table (a copy of the reference table). */
+static void TMPL_FN(install)(inf_type_traits *tab) {
+    tab[INF_TYPE_F32].vec_dot = TMPL_FN(vec_dot_f32);
+    tab[INF_TYPE_F16].vec_dot = TMPL_FN(vec_dot_f16);
+    tab[INF_TYPE_F16].to_float = TMPL_FN(to_float_f16);
+    tab[INF_TYPE_F16].from_float = TMPL_FN(from_float_f16);
+    tab[INF_TYPE_Q8_0].vec_dot = TMPL_FN(vec_dot_q8_0);
+    tab[INF_TYPE_Q8_0].from_float = TMPL_FN(from_float_q8_0);
+    tab[INF_TYPE_Q8_0].to_float = TMPL_FN(to_float_q8_0);
+    tab[INF_TYPE_Q8_1].from_float = TMPL_FN(from_float_q8_1);
+    tab[INF_TYPE_Q8_K].from_float = TMPL_FN(from_float_q8_k);
+    tab[INF_TYPE_Q4_0].vec_dot = TMPL_FN(vec_dot_q4_0);
+    tab[INF_TYPE_Q4_0].to_float = TMPL_FN(to_float_q4_0);
+    tab[INF_TYPE_Q4_1].vec_dot = TMPL_FN(vec_dot_q4_1);
+    tab[INF_TYPE_Q5_0].vec_dot = TMPL_FN(vec_dot_q5_0);
+    tab[INF_TYPE_Q5_1].vec_dot = TMPL_FN(vec_dot_q5_1);
+    tab[INF_TYPE_Q4_K].vec_dot = TMPL_FN(vec_dot_q4_k);
+    tab[INF_TYPE_Q5_K].vec_dot = TMPL_FN(vec_dot_q5_k);
+    tab[INF_TYPE_Q6_K].vec_dot = TMPL_FN(vec_dot_q6_k);
+}

@@ -1,0 +1,121 @@
+/*
+ * tok_internal.h — shared by the tokenizer's .c files only (vocab.c, encode.c, bpe.c, decode.c).
+ *
+ * The tokenizer is immutable after inf_tokenizer_load(): every field below is written once during
+ * load and only read afterwards, so one tokenizer serves any number of threads at once (each
+ * encode call allocates its own scratch and PCRE2 match data).
+ */
+#ifndef INF_TOK_INTERNAL_H
+#define INF_TOK_INTERNAL_H
+
+#include "tokenizer/tokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* Token attributes: a bit set, as llama.cpp's llama_token_attr (GGUF token_type maps onto it). */
+enum {
+    INF_TATTR_UNDEFINED = 0,
+    INF_TATTR_UNKNOWN = 1u << 0,
+    INF_TATTR_UNUSED = 1u << 1,
+    INF_TATTR_NORMAL = 1u << 2,
+    INF_TATTR_CONTROL = 1u << 3,
+    INF_TATTR_USER_DEFINED = 1u << 4,
+    INF_TATTR_BYTE = 1u << 5,
+    INF_TATTR_LSTRIP = 1u << 7,
+    INF_TATTR_RSTRIP = 1u << 8,
+    INF_TATTR_EOG = 1u << 16, /* ours: member of the end-of-generation set */
+};
+
+/* Open-addressing map from byte strings to int32 values 0..n-1. The keys are not stored in the
+ * map: slot i holds value+1 and the key of value v is keys[v] / lens[v] (arrays owned elsewhere),
+ * so a lookup hashes, probes and compares against those arrays. */
+typedef struct inf__smap {
+    uint32_t *slots; /* [cap], 0 = empty */
+    uint32_t *hash;  /* [cap] low 32 bits of the key hash, to skip most memcmp */
+    size_t cap;      /* power of two, >= 2 * n */
+    const char *const *keys;
+    const uint32_t *lens;
+} inf__smap;
+
+/* Builds the map over keys[0..n). With duplicates the lowest value wins. */
+int inf__smap_build(inf__smap *m, const char *const *keys, const uint32_t *lens, int64_t n);
+void inf__smap_free(inf__smap *m);
+/* Value of key or -1. */
+int32_t inf__smap_get(const inf__smap *m, const char *key, size_t len);
+
+enum inf__pre_flags {
+    INF__PRE_IGNORE_MERGES = 1, /* a word that is a whole token skips the merges (llama3) */
+    INF__PRE_ADD_BOS = 2,       /* add_bos defaults to true */
+    INF__PRE_NO_BOS = 4,        /* no default BOS id (chatglm) */
+};
+/* Flags of a pre-tokenizer name (unknown names: those of "default"). */
+int inf__bpe_pre_flags(const char *pre);
+
+struct inf_tokenizer {
+    int kind; /* INF_TOK_SPM / INF_TOK_BPE */
+    int64_t n_vocab;
+
+    /* token texts: text[i] (NUL-terminated copy, len[i] bytes) inside pool */
+    char *pool;
+    const char **text;   /* [n_vocab] */
+    uint32_t *len;       /* [n_vocab] */
+    float *score;        /* [n_vocab] */
+    uint32_t *attr;      /* [n_vocab] INF_TATTR_* */
+    inf__smap tok_map;   /* text -> id */
+    uint32_t max_token_len;
+
+    /* pieces rendered with special tokens shown (llama.cpp's token_to_piece cache) */
+    char *piece_pool;
+    const char **piece;  /* [n_vocab] */
+    uint32_t *piece_len; /* [n_vocab] */
+
+    /* BPE merges "left right" -> rank */
+    char *merge_pool;
+    const char **merge;  /* [n_merges] */
+    uint32_t *merge_len; /* [n_merges] */
+    int64_t n_merges;
+    inf__smap merge_map;
+
+    /* control / user-defined / unknown tokens, longest text first (ties: lower id first) */
+    int32_t *special;
+    int64_t n_special;
+
+    int32_t bos, eos, eot, eom, unk, sep, pad;
+    int32_t fim_pad, fim_rep, fim_sep;
+    bool add_bos, add_eos, add_space_prefix;
+    int pre_flags;
+
+    char *pre_name; /* tokenizer.ggml.pre, or "default" */
+    pcre2_code *re[8];
+    int n_re;
+    /* byte-level BPE: byte -> UTF-8 of its printable stand-in (1 or 2 bytes) */
+    char byte_enc[256][3];
+    uint8_t byte_enc_len[256];
+};
+
+/* Compiles the pre-tokenizer regexes for t->pre_name (bpe.c). */
+int inf__bpe_init(inf_tokenizer *t);
+void inf__bpe_free(inf_tokenizer *t);
+
+/* Growable int32 output used by the encoders. */
+typedef struct inf__ids {
+    int32_t *v;
+    int64_t n, cap;
+    bool oom;
+} inf__ids;
+void inf__ids_push(inf__ids *o, int32_t id);
+
+/* Encoders over one raw-text fragment (no special tokens inside). */
+int inf__spm_encode(const inf_tokenizer *t, const char *text, size_t len, inf__ids *out);
+int inf__bpe_encode(const inf_tokenizer *t, const char *text, size_t len, inf__ids *out);
+
+/* Byte of a <0xXX> token (as llama.cpp: strtol of text[3..5)). */
+uint8_t inf__tok_byte_value(const inf_tokenizer *t, int32_t id);
+/* Token of a raw byte: "<0xXX>" for SPM, its stand-in character for BPE; -1 when absent. */
+int32_t inf__tok_byte_token(const inf_tokenizer *t, uint8_t byte);
+
+/* Fills t->piece* (decode.c). */
+int inf__tok_build_pieces(inf_tokenizer *t);
+
+#endif

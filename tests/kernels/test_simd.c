@@ -1,0 +1,464 @@
+/*
+ * test_simd.c — every SIMD kernel against the scalar reference, and the matmul driver.
+ *
+ * - vec_dot of each ISA table (avx2, avx512; those this CPU has) vs ref on random rows of many
+ *   lengths: the integer kernels differ from ref only in float summation order;
+ * - activation quantizers (q8_0, q8_1, q8_K) and the converters: bit-identical to ref, including
+ *   rounding ties and all-zero blocks;
+ * - tiled matmul kernels of each ISA vs ref vec_dot on the same quantized activations;
+ * - inf_matmul (the dispatched ISA) vs a naive float reference, and its determinism contract:
+ *   Y[t][o] bitwise identical for n_tok = 1, 37, 128 and 1 or 2 threads, ragged row counts.
+ * When INFERNEO_ISA is unset the matmul group is re-run in child processes with INFERNEO_ISA=ref
+ * and =avx2 (the dispatch is chosen once per process).
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "kernels/kernels.h"
+#include "kernels/x86/x86.h"
+
+extern char **environ;
+
+static inf_type_traits isa_tab[3][INF_TYPE_COUNT];
+static bool isa_ok[3];
+static const char *isa_names[3] = {"ref", "avx2", "avx512"};
+
+static const int dot_types[] = {INF_TYPE_F32,  INF_TYPE_F16,  INF_TYPE_Q4_0, INF_TYPE_Q4_1,
+                                INF_TYPE_Q5_0, INF_TYPE_Q5_1, INF_TYPE_Q8_0, INF_TYPE_Q4_K,
+                                INF_TYPE_Q5_K, INF_TYPE_Q6_K};
+
+static int setup(void **state) {
+    (void)state;
+    assert_int_equal(inf_kernels_init(), 0);
+    for (int t = 0; t < INF_TYPE_COUNT; t++) {
+        const inf_type_traits *r = inf_type_traits_ref(t);
+        if (r) isa_tab[0][t] = isa_tab[1][t] = isa_tab[2][t] = *r;
+    }
+    const inf_cpu_features *f = inf__cpu_features();
+    isa_ok[0] = true;
+    isa_ok[1] = f->avx2 && f->fma && f->f16c;
+    __builtin_cpu_init();
+    isa_ok[2] = isa_ok[1] && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni &&
+                __builtin_cpu_supports("avx512dq");
+    if (isa_ok[1]) inf__avx2_override(isa_tab[1]);
+    if (isa_ok[2]) {
+        inf__avx2_override(isa_tab[2]);
+        inf__avx512_override(isa_tab[2]);
+    }
+    return 0;
+}
+
+static void rand_floats(inf_rng *r, float *x, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(inf__rng_uniform(r) * 2.0 - 1.0) * scale;
+    /* Outliers, as real activations have. */
+    if (n > 8) x[inf__rng_next(r) % (uint64_t)n] = scale * 7.5f;
+}
+
+/* ---- vec_dot ------------------------------------------------------------------------------ */
+
+static void test_vec_dot(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 1234);
+    const int64_t lens[] = {256, 512, 768, 2048, 4096, 1280};
+    for (int isa = 1; isa < 3; isa++) {
+        if (!isa_ok[isa]) continue;
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(dot_types); ti++) {
+            const int type = dot_types[ti];
+            const inf_type_traits *ref = inf_type_traits_ref(type);
+            const inf_type_traits *vt = inf_type_traits_ref(ref->vec_dot_type);
+            const inf_type_traits *simd = &isa_tab[isa][type];
+            double err2 = 0.0, ref2 = 0.0;
+            for (int trial = 0; trial < 40; trial++) {
+                int64_t n = lens[trial % INF_ARRAY_LEN(lens)];
+                if (ref->blck_size == 1) n += trial % 13; /* ragged tails for float types */
+                if (ref->blck_size == 32) n += 32 * (trial % 5);
+                float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float));
+                rand_floats(&rng, x, n, 1.0f);
+                rand_floats(&rng, y, n, 3.0f);
+                void *qx = malloc(inf_type_row_size(type, n));
+                void *qy = malloc(inf_type_row_size(ref->vec_dot_type, n));
+                ref->from_float(x, qx, n);
+                vt->from_float(y, qy, n);
+                float s_ref = 0, s_simd = 0;
+                ref->vec_dot(n, &s_ref, qx, qy);
+                simd->vec_dot(n, &s_simd, qx, qy);
+                /* Bound: float-order error, relative to the sum of |terms|. */
+                float *dx = malloc((size_t)n * sizeof(float)), *dy = malloc((size_t)n * sizeof(float));
+                ref->to_float(qx, dx, n);
+                vt->to_float(qy, dy, n);
+                double abs_sum = 0.0;
+                for (int64_t i = 0; i < n; i++) abs_sum += fabs((double)dx[i] * dy[i]);
+                double diff = fabs((double)s_ref - s_simd);
+                if (diff > 1e-5 * abs_sum + 1e-6) {
+                    fail_msg("%s %s n=%lld: ref %.9g simd %.9g (|terms| %.6g)", isa_names[isa],
+                             ref->name, (long long)n, s_ref, s_simd, abs_sum);
+                }
+                err2 += diff * diff;
+                ref2 += (double)s_ref * s_ref;
+                free(x), free(y), free(qx), free(qy), free(dx), free(dy);
+            }
+            if (err2 / ref2 > 1e-10) {
+                fail_msg("%s %s: normalized MSE %.3g", isa_names[isa], ref->name, err2 / ref2);
+            }
+        }
+    }
+}
+
+/* ---- quantizers and converters: bit-identical ---------------------------------------------- */
+
+static void fill_special(inf_rng *rng, float *x, int64_t n, int mode) {
+    switch (mode) {
+    case 0: rand_floats(rng, x, n, 1.0f); break;
+    case 1: memset(x, 0, (size_t)n * sizeof(float)); break;
+    case 2: /* exact .5 ties after scaling: amax 127 -> d = 1 */
+        for (int64_t i = 0; i < n; i++) x[i] = (float)((int64_t)(i % 50) - 25) + 0.5f;
+        for (int64_t i = 0; i < n; i += 32) x[i] = 127.0f;
+        for (int64_t i = 16; i < n; i += 256) x[i] = -127.0f;
+        break;
+    case 3: /* tiny and huge magnitudes */
+        rand_floats(rng, x, n, 1e-30f);
+        for (int64_t i = 0; i < n; i += 97) x[i] = 1e30f;
+        break;
+    default: /* negative extreme first: q8_K takes the signed max */
+        rand_floats(rng, x, n, 2.0f);
+        for (int64_t i = 0; i < n; i += 256) {
+            x[i] = -9.0f;
+            if (i + 5 < n) x[i + 5] = 9.0f;
+        }
+        break;
+    }
+}
+
+static void test_quantizers(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 99);
+    const int types[] = {INF_TYPE_Q8_0, INF_TYPE_Q8_1, INF_TYPE_Q8_K, INF_TYPE_F16};
+    for (int isa = 1; isa < 3; isa++) {
+        if (!isa_ok[isa]) continue;
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+            const inf_type_traits *ref = inf_type_traits_ref(types[ti]);
+            const inf_type_traits *simd = &isa_tab[isa][types[ti]];
+            for (int mode = 0; mode < 5; mode++) {
+                for (int64_t n = 256; n <= 2304; n += 1024) {
+                    float *x = malloc((size_t)n * sizeof(float));
+                    fill_special(&rng, x, n, mode);
+                    size_t rs = inf_type_row_size(types[ti], n);
+                    uint8_t *a = calloc(1, rs), *b = calloc(1, rs);
+                    ref->from_float(x, a, n);
+                    simd->from_float(x, b, n);
+                    if (memcmp(a, b, rs) != 0) {
+                        size_t k = 0;
+                        while (a[k] == b[k]) k++;
+                        fail_msg("%s from_float %s mode %d n=%lld: byte %zu differs (%u vs %u)",
+                                 isa_names[isa], ref->name, mode, (long long)n, k, a[k], b[k]);
+                    }
+                    free(x), free(a), free(b);
+                }
+            }
+        }
+        /* Converters used by the dispatched table: bit-identical to ref. */
+        const int conv[] = {INF_TYPE_F16, INF_TYPE_Q8_0, INF_TYPE_Q4_0};
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(conv); ti++) {
+            const inf_type_traits *ref = inf_type_traits_ref(conv[ti]);
+            const inf_type_traits *simd = &isa_tab[isa][conv[ti]];
+            const int64_t n = 1024 + (ref->blck_size == 1 ? 5 : 0);
+            float *x = malloc((size_t)n * sizeof(float));
+            float *ya = malloc((size_t)n * sizeof(float)), *yb = malloc((size_t)n * sizeof(float));
+            rand_floats(&rng, x, n, 4.0f);
+            void *q = malloc(inf_type_row_size(conv[ti], n));
+            ref->from_float(x, q, n);
+            ref->to_float(q, ya, n);
+            simd->to_float(q, yb, n);
+            assert_memory_equal(ya, yb, (size_t)n * sizeof(float));
+            free(x), free(ya), free(yb), free(q);
+        }
+    }
+}
+
+/* ---- matmul kernels vs ref vec_dot ----------------------------------------------------------- */
+
+struct mm_case {
+    int type;
+    int64_t n_in, n_out;
+    size_t rs;
+    void *w;
+    float *wf; /* dequantized weights [n_out][n_in] */
+};
+
+static void make_weights(inf_rng *rng, struct mm_case *c, int type, int64_t n_in, int64_t n_out) {
+    c->type = type;
+    c->n_in = n_in;
+    c->n_out = n_out;
+    const inf_type_traits *ref = inf_type_traits_ref(type);
+    c->rs = inf_type_row_size(type, n_in);
+    c->w = malloc(c->rs * (size_t)n_out);
+    c->wf = malloc((size_t)(n_in * n_out) * sizeof(float));
+    float *row = malloc((size_t)n_in * sizeof(float));
+    for (int64_t o = 0; o < n_out; o++) {
+        rand_floats(rng, row, n_in, 0.5f);
+        ref->from_float(row, (char *)c->w + c->rs * (size_t)o, n_in);
+        ref->to_float((char *)c->w + c->rs * (size_t)o, c->wf + o * n_in, n_in);
+    }
+    free(row);
+}
+
+static void free_weights(struct mm_case *c) {
+    free(c->w);
+    free(c->wf);
+}
+
+static void test_mm_kernels(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 7);
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16, INF_TYPE_F32};
+    for (int isa = 1; isa < 3; isa++) {
+        if (!isa_ok[isa]) continue;
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+            const inf__mm_kernel *k =
+                isa == 1 ? inf__avx2_mm_kernel(types[ti]) : inf__avx512_mm_kernel(types[ti]);
+            if (!k) continue;
+            const inf_type_traits *ref = inf_type_traits_ref(types[ti]);
+            const inf_type_traits *vt = inf_type_traits_ref(ref->vec_dot_type);
+            struct mm_case c;
+            const int64_t n_in = 32 * 67, n_out = 45, n_tok = 11; /* odd blocks, ragged rows */
+            make_weights(&rng, &c, types[ti], n_in, n_out);
+            float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
+            rand_floats(&rng, x, n_in * n_tok, 1.0f);
+            size_t astride = (k->act_size(n_in) + 63) & ~(size_t)63;
+            uint8_t *act = aligned_alloc(64, astride * (size_t)n_tok);
+            for (int64_t t = 0; t < n_tok; t++) k->act_prep(x + t * n_in, act + astride * t, n_in);
+            float *y = malloc((size_t)(n_out * n_tok) * sizeof(float));
+            k->run(n_in, c.w, c.rs, n_out, act, astride, n_tok, y, n_out);
+            size_t vrs = inf_type_row_size(ref->vec_dot_type, n_in);
+            void *qx = malloc(vrs);
+            for (int64_t t = 0; t < n_tok; t++) {
+                vt->from_float(x + t * n_in, qx, n_in);
+                for (int64_t o = 0; o < n_out; o++) {
+                    float s = 0;
+                    ref->vec_dot(n_in, &s, (char *)c.w + c.rs * (size_t)o, qx);
+                    double abs_sum = 0.0;
+                    for (int64_t i = 0; i < n_in; i++)
+                        abs_sum += fabs((double)c.wf[o * n_in + i] * x[t * n_in + i]);
+                    float got = y[t * n_out + o];
+                    if (fabs((double)got - s) > 2e-5 * abs_sum + 1e-6) {
+                        fail_msg("%s mm %s t=%lld o=%lld: %.9g vs ref %.9g", isa_names[isa],
+                                 ref->name, (long long)t, (long long)o, got, s);
+                    }
+                }
+            }
+            free(qx), free(y), free(act), free(x);
+            free_weights(&c);
+        }
+    }
+}
+
+/* ---- inf_matmul: accuracy and determinism --------------------------------------------------- */
+
+static void run_matmul(inf_pool *pool, struct mm_case *c, const float *x, int64_t n_tok,
+                       float *y, int64_t ldy) {
+    inf_tensor W = {.type = c->type,
+                    .ne = {c->n_in, c->n_out, 1, 1},
+                    .nb = {0, c->rs, c->rs * (size_t)c->n_out, c->rs * (size_t)c->n_out},
+                    .data = c->w,
+                    .name = "w"};
+    size_t sz = inf_matmul_scratch_size(c->type, c->n_in, n_tok);
+    assert_true(sz > 0);
+    void *scratch = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+    assert_non_null(scratch);
+    inf_matmul(pool, &W, x, n_tok, y, ldy, scratch);
+    free(scratch);
+}
+
+static void test_matmul(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 4242);
+    inf_pool *p1 = NULL, *p2 = NULL;
+    assert_int_equal(inf_pool_create(1, &p1), 0);
+    assert_int_equal(inf_pool_create(2, &p2), 0);
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16, INF_TYPE_F32,
+                         INF_TYPE_Q4_K, INF_TYPE_Q6_K, INF_TYPE_Q5_0, INF_TYPE_Q4_1};
+    for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+        const int type = types[ti];
+        const bool k_type = inf_type_traits_ref(type)->blck_size == 256;
+        const int64_t n_in = k_type ? 768 : 32 * 23, n_out = 83;
+        const int64_t toks[] = {1, 37, 128};
+        struct mm_case c;
+        make_weights(&rng, &c, type, n_in, n_out);
+        float *x = malloc((size_t)(n_in * 128) * sizeof(float));
+        rand_floats(&rng, x, n_in * 128, 1.0f);
+        const int64_t ldy = n_out + 5;
+        float *y_first = NULL;
+        for (int pi = 0; pi < 2; pi++) {
+            for (size_t k = 0; k < INF_ARRAY_LEN(toks); k++) {
+                const int64_t n_tok = toks[k];
+                float *y = malloc((size_t)(ldy * n_tok) * sizeof(float));
+                for (int64_t i = 0; i < ldy * n_tok; i++) y[i] = -12345.0f;
+                run_matmul(pi ? p2 : p1, &c, x, n_tok, y, ldy);
+                /* Padding between rows untouched. */
+                for (int64_t t = 0; t < n_tok; t++)
+                    for (int64_t o = n_out; o < ldy; o++) assert_true(y[t * ldy + o] == -12345.0f);
+                if (!y_first) {
+                    y_first = y;
+                    /* Accuracy vs the naive float product of dequantized weights. */
+                    double err2 = 0, ref2 = 0;
+                    for (int64_t o = 0; o < n_out; o++) {
+                        double s = 0;
+                        for (int64_t i = 0; i < n_in; i++) s += (double)c.wf[o * n_in + i] * x[i];
+                        err2 += (s - y[o]) * (s - y[o]);
+                        ref2 += s * s;
+                    }
+                    double bound = type == INF_TYPE_F32 ? 1e-10 : type == INF_TYPE_F16 ? 1e-6 : 1e-3;
+                    if (err2 / ref2 > bound)
+                        fail_msg("matmul %s: nmse %.3g > %.3g", c.w ? inf_type_traits_ref(type)->name : "",
+                                 err2 / ref2, bound);
+                    continue;
+                }
+                /* Determinism: token 0 row identical to the 1-token run; and against the
+                 * 128-token reference for every token both computed. */
+                if (memcmp(y, y_first, (size_t)n_out * sizeof(float)) != 0) {
+                    fail_msg("matmul %s: n_tok=%lld threads=%d differs from n_tok=1",
+                             inf_type_traits_ref(type)->name, (long long)n_tok, pi + 1);
+                }
+                free(y);
+            }
+        }
+        /* Every token of a 128 run equals its own 1-token run (2 threads), spot-checked. */
+        float *y128 = malloc((size_t)(ldy * 128) * sizeof(float));
+        run_matmul(p2, &c, x, 128, y128, ldy);
+        const int64_t probe[] = {1, 7, 36, 37, 64, 100, 127};
+        for (size_t k = 0; k < INF_ARRAY_LEN(probe); k++) {
+            float y1[128];
+            run_matmul(p1, &c, x + probe[k] * n_in, 1, y1, n_out);
+            if (memcmp(y1, y128 + probe[k] * ldy, (size_t)n_out * sizeof(float)) != 0) {
+                fail_msg("matmul %s: token %lld of 128 differs from its 1-token run",
+                         inf_type_traits_ref(type)->name, (long long)probe[k]);
+            }
+        }
+        /* 37-token run of an offset window equals the same tokens in the 128 run. */
+        float *y37 = malloc((size_t)(ldy * 37) * sizeof(float));
+        run_matmul(p2, &c, x + 50 * n_in, 37, y37, ldy);
+        for (int64_t t = 0; t < 37; t++) {
+            assert_memory_equal(y37 + t * ldy, y128 + (t + 50) * ldy, (size_t)n_out * sizeof(float));
+        }
+        free(y37), free(y128), free(y_first), free(x);
+        free_weights(&c);
+    }
+    inf_pool_destroy(p1);
+    inf_pool_destroy(p2);
+}
+
+/* Large-shape smoke test: rows not a multiple of 16, K spanning several repack slabs. */
+static void test_matmul_big(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 5);
+    inf_pool *p2 = NULL;
+    assert_int_equal(inf_pool_create(2, &p2), 0);
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0};
+    for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+        struct mm_case c;
+        const int64_t n_in = 32 * 130, n_out = 301, n_tok = 19;
+        make_weights(&rng, &c, types[ti], n_in, n_out);
+        float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
+        rand_floats(&rng, x, n_in * n_tok, 1.0f);
+        float *y = malloc((size_t)(n_out * n_tok) * sizeof(float));
+        run_matmul(p2, &c, x, n_tok, y, n_out);
+        const inf_type_traits *ref = inf_type_traits_ref(types[ti]);
+        void *qx = malloc(inf_type_row_size(INF_TYPE_Q8_0, n_in));
+        for (int64_t t = 0; t < n_tok; t += 6) {
+            inf_type_traits_ref(INF_TYPE_Q8_0)->from_float(x + t * n_in, qx, n_in);
+            for (int64_t o = 0; o < n_out; o++) {
+                float s;
+                ref->vec_dot(n_in, &s, (char *)c.w + c.rs * (size_t)o, qx);
+                double abs_sum = 0;
+                for (int64_t i = 0; i < n_in; i++)
+                    abs_sum += fabs((double)c.wf[o * n_in + i] * x[t * n_in + i]);
+                assert_true(fabs((double)s - y[t * n_out + o]) <= 2e-5 * abs_sum + 1e-6);
+            }
+        }
+        free(qx), free(y), free(x);
+        free_weights(&c);
+    }
+    inf_pool_destroy(p2);
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    int isa = inf_kernels_isa();
+    assert_true(isa >= INF_ISA_REF && isa <= INF_ISA_AVX512);
+    assert_string_not_equal(inf_isa_name(isa), "unknown");
+    assert_true(isa_ok[isa]);
+    const inf_type_traits *t = inf_type_traits_get(INF_TYPE_Q4_0);
+    assert_non_null(t);
+    assert_int_equal(t->vec_dot_type, INF_TYPE_Q8_0);
+    assert_null(inf_type_traits_get(-1));
+    assert_null(inf_type_traits_get(INF_TYPE_COUNT));
+    assert_null(inf_type_traits_get(INF_TYPE_Q2_K)); /* known geometry, no kernels */
+    const char *env = getenv("INFERNEO_ISA");
+    if (env && *env) assert_string_equal(inf_isa_name(isa), env);
+    if (!env && isa_ok[2]) assert_int_equal(isa, INF_ISA_AVX512);
+}
+
+static int run_child(const char *self, const char *isa) {
+    char envbuf[64];
+    snprintf(envbuf, sizeof(envbuf), "INFERNEO_ISA=%s", isa);
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 2, sizeof(char *));
+    for (size_t i = 0; i < n; i++) env[i] = environ[i];
+    env[n] = envbuf;
+    char *argv[] = {(char *)self, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, env);
+    free(env);
+    if (rc != 0) return -1;
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    const char *env = getenv("INFERNEO_ISA");
+    if (env && *env) {
+        /* Child run: the dispatched-path tests under a forced ISA. */
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_dispatch),
+            cmocka_unit_test(test_matmul),
+            cmocka_unit_test(test_matmul_big),
+        };
+        return cmocka_run_group_tests_name(env, tests, setup, NULL);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),   cmocka_unit_test(test_vec_dot),
+        cmocka_unit_test(test_quantizers), cmocka_unit_test(test_mm_kernels),
+        cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_big),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, NULL);
+    const inf_cpu_features *f = inf__cpu_features();
+    const char *children[] = {"ref", "avx2"};
+    for (size_t i = 0; i < INF_ARRAY_LEN(children); i++) {
+        if (i == 1 && !(f->avx2 && f->fma && f->f16c)) continue;
+        int rc = run_child(argv[0], children[i]);
+        if (rc != 0) {
+            fprintf(stderr, "child run with INFERNEO_ISA=%s failed (%d)\n", children[i], rc);
+            failed++;
+        }
+    }
+    return failed;
+}
