@@ -131,6 +131,12 @@ int inf_detokenize(const inf_model *model, const int32_t *tokens, int64_t n_toke
                    bool skip_special, char **text, size_t *len);
 /* True for end-of-generation tokens (EOS, EOT, <|im_end|>, …). */
 bool inf_token_is_eog(const inf_model *model, int32_t token);
+/* The text of one token as it appears inside generated text (SPM "▁" -> " ", byte tokens ->
+ * their byte, special tokens -> "" unless render_special), with no leading-space removal (unlike
+ * inf_detokenize of a one-token sequence). Copies up to cap bytes to buf (no NUL) and returns the
+ * full length, like snprintf; negative INF_E* for an invalid token. */
+int64_t inf_token_to_piece(const inf_model *model, int32_t token, bool render_special, char *buf,
+                           size_t cap);
 
 /* Streaming detokenizer: bytes are released only at UTF-8 character boundaries. */
 typedef struct inf_detok inf_detok;
@@ -197,7 +203,8 @@ int32_t inf_sampler_sample(inf_sampler *s, float *logits);
 typedef struct inf_engine inf_engine;
 
 typedef struct inf_engine_params {
-    size_t kv_mem_bytes;      /* KV cache budget; 0: enough for max_seqs full contexts, capped */
+    size_t kv_mem_bytes;      /* KV cache budget; 0: max_seqs * (min(n_ctx, 2048) + page_tokens)
+                                 tokens, capped at 1 GiB (but at least one such sequence) */
     int32_t page_tokens;      /* tokens per KV page (16) */
     int32_t max_seqs;         /* running sequences at once (64) */
     int32_t max_batch_tokens; /* tokens per forward step (512) */
@@ -219,7 +226,9 @@ typedef struct inf_request_params {
     int64_t max_tokens;       /* generated tokens; <= 0: up to the context length */
     const char *stop[INF_MAX_STOP]; /* stop strings (copied), NULL-terminated if fewer */
     bool ignore_eos;
-    int32_t n_logprobs;       /* 0: none; else >= 1: chosen token logprob + top (n_logprobs-1)... */
+    int32_t n_logprobs;       /* 0: none; 1..20: every DELTA carries the chosen token's logprob
+                                 and the top n_logprobs tokens (n_top = n_logprobs), log-softmax
+                                 of the raw logits (before penalties and temperature) */
     bool embed;               /* compute a mean-pooled L2-normalised embedding instead */
     uint64_t user_tag;        /* echoed in every event */
 } inf_request_params;
@@ -279,7 +288,7 @@ void inf_engine_destroy(inf_engine *engine);
  * full, INF_ECONTEXT when the prompt does not fit the context, INF_EINVAL on bad params. */
 int inf_engine_submit(inf_engine *engine, const inf_request_params *req, uint64_t *id);
 /* Thread-safe. The request finishes with INF_FINISH_CANCELLED at the next step (no-op if it has
- * already finished). */
+ * already finished; INF_ENOTFOUND for an id that submit never returned). */
 int inf_engine_cancel(inf_engine *engine, uint64_t id);
 /* Thread-safe, non-blocking. Returns 1 and fills *ev (release with inf_event_clear) when an event
  * was waiting, 0 when none. */

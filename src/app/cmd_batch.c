@@ -68,7 +68,8 @@ typedef struct breq {
 static void breq_free(breq *r) {
     json_decref(r->id);
     free(r->prompt);
-    for (int i = 0; i < INF_MAX_STOP; i++) free(r->stop[i]);
+    for (int i = 0; i < INF_MAX_STOP; i++)
+        free(r->stop[i]);
     inf__sb_free(&r->text);
     free(r->tokens);
     free(r->error);
@@ -221,7 +222,8 @@ static int print_result(const breq *r) {
     json_object_set(o, "id", r->id);
     json_object_set_new(o, "text", json_text(r->text.data ? r->text.data : "", r->text.len));
     json_t *toks = json_array();
-    for (int64_t i = 0; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
+    for (int64_t i = 0; i < r->n_tokens; i++)
+        json_array_append_new(toks, json_integer(r->tokens[i]));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "finish_reason", json_string(inf_finish_reason_str(r->finish_reason)));
     json_object_set_new(o, "prompt_tokens", json_integer(r->usage.prompt_tokens));
@@ -339,7 +341,8 @@ int inf_cmd_batch(int argc, char **argv) {
         inf_sb sb = {0};
         char buf[65536];
         size_t got;
-        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) inf__sb_append(&sb, buf, got);
+        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0)
+            inf__sb_append(&sb, buf, got);
         if (sb.oom) {
             fprintf(stderr, "inferneo batch: out of memory reading stdin\n");
             inf__sb_free(&sb);
@@ -361,7 +364,8 @@ int inf_cmd_batch(int argc, char **argv) {
         char *le = nl ? nl : end;
         line_no++;
         char *q = p;
-        while (q < le && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        while (q < le && (*q == ' ' || *q == '\t' || *q == '\r'))
+            q++;
         if (q < le) {
             json_error_t jerr;
             json_t *o = json_loadb(p, (size_t)(le - p), JSON_REJECT_DUPLICATES, &jerr);
@@ -422,7 +426,8 @@ int inf_cmd_batch(int argc, char **argv) {
         rp.prompt_text = r->prompt;
         rp.sampling = r->sp;
         rp.max_tokens = r->max_tokens;
-        for (int k = 0; k < INF_MAX_STOP; k++) rp.stop[k] = r->stop[k];
+        for (int k = 0; k < INF_MAX_STOP; k++)
+            rp.stop[k] = r->stop[k];
         rp.ignore_eos = r->ignore_eos;
         rp.user_tag = (uint64_t)i;
         err = inf_engine_submit(engine, &rp, &r->engine_id);
@@ -464,8 +469,7 @@ int inf_cmd_batch(int argc, char **argv) {
                 "[batch] %lld requests in %.3f s | prompt tokens %lld | generated %lld "
                 "(%.1f tok/s) | steps %lld | preemptions %lld | prefix hit tokens %lld | "
                 "pages %lld (used %lld, cached %lld, free %lld)\n",
-                (long long)n, t1 - t0, (long long)st.prompt_tokens,
-                (long long)st.generated_tokens,
+                (long long)n, t1 - t0, (long long)st.prompt_tokens, (long long)st.generated_tokens,
                 t1 > t0 ? (double)st.generated_tokens / (t1 - t0) : 0.0, (long long)st.steps,
                 (long long)st.preemptions, (long long)st.prefix_hit_tokens,
                 (long long)st.pages_total, (long long)st.pages_used, (long long)st.pages_cached,
@@ -475,7 +479,8 @@ int inf_cmd_batch(int argc, char **argv) {
 done:
     inf_engine_destroy(engine);
     inf_model_free(model);
-    for (int64_t i = 0; i < n; i++) breq_free(&reqs[i]);
+    for (int64_t i = 0; i < n; i++)
+        breq_free(&reqs[i]);
     free(reqs);
     free(data);
     return rc;

@@ -84,7 +84,8 @@ static int run_encode(inf_model *model, const char *text, size_t len, bool add_s
         inf_app_fail("tokenize", rc);
         return 1;
     }
-    for (int64_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+    for (int64_t i = 0; i < n; i++)
+        printf(i ? " %d" : "%d", (int)ids[i]);
     putchar('\n');
     inf_free(ids);
     return 0;

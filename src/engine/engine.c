@@ -26,8 +26,8 @@
 #include "model/model.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -76,8 +76,8 @@ struct inf_engine {
     float *lp_raw;                           /* [n_vocab] raw logits for logprobs */
     uint64_t *cancel_local;
     size_t n_cancel_local, cap_cancel_local;
-    inf_sb text;                             /* per-token text assembly */
-    ev_node *step_head, *step_tail;          /* events of the current step */
+    inf_sb text;                    /* per-token text assembly */
+    ev_node *step_head, *step_tail; /* events of the current step */
     int64_t prompt_tokens, generated_tokens, steps;
 
     /* shared under mu */
@@ -225,11 +225,12 @@ static void finish_req(inf_engine *e, inf_req *r, int reason, int err, const cha
     double now = inf__time_s();
     ev->t_first_token_s = r->t_first > 0 ? r->t_first - r->t_submit : 0;
     ev->t_total_s = now - r->t_submit;
-    if (reason != INF_FINISH_ERROR && r->seq.embed && r->embd_sum) {
+    if (reason == INF_FINISH_STOP && r->seq.embed && r->embd_sum) {
         ev->embedding = malloc((size_t)e->n_embd * sizeof(float));
         if (ev->embedding) {
             double norm = 0;
-            for (int64_t i = 0; i < e->n_embd; i++) norm += r->embd_sum[i] * r->embd_sum[i];
+            for (int64_t i = 0; i < e->n_embd; i++)
+                norm += r->embd_sum[i] * r->embd_sum[i];
             norm = sqrt(norm);
             double scale = norm > 0 ? 1.0 / norm : 0.0;
             for (int64_t i = 0; i < e->n_embd; i++)
@@ -262,15 +263,19 @@ static void logprob_top(const float *raw, int64_t n_vocab, int32_t n_top, float 
         top[i].token = (int32_t)t;
         top[i].logprob = v;
     }
-    for (int32_t i = 0; i < k; i++) top[i].logprob -= lse;
-    for (int32_t i = k; i < n_top; i++) top[i] = (inf_token_logprob){-1, -INFINITY};
+    for (int32_t i = 0; i < k; i++)
+        top[i].logprob -= lse;
+    for (int32_t i = k; i < n_top; i++)
+        top[i] = (inf_token_logprob){-1, -INFINITY};
 }
 
 static float log_sum_exp(const float *x, int64_t n) {
     float mx = -INFINITY;
-    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int64_t i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += exp((double)(x[i] - mx));
+    for (int64_t i = 0; i < n; i++)
+        s += exp((double)(x[i] - mx));
     return mx + (float)log(s);
 }
 
@@ -504,7 +509,8 @@ static void engine_step(inf_engine *e) {
         if (r->seq.embed) {
             const float *h = e->hidden + (size_t)e->item_row[i] * (size_t)e->n_embd;
             for (int64_t j = 0; j < it->count; j++, h += e->n_embd)
-                for (int64_t d = 0; d < e->n_embd; d++) r->embd_sum[d] += h[d];
+                for (int64_t d = 0; d < e->n_embd; d++)
+                    r->embd_sum[d] += h[d];
             if (r->seq.n_computed == r->seq.n_prompt) {
                 for (int64_t d = 0; d < e->n_embd; d++)
                     r->embd_sum[d] /= (double)r->seq.n_prompt;
@@ -597,8 +603,7 @@ static int resolve_params(inf_engine *e, const inf_engine_params *in, size_t *pa
          * least one page more than one such sequence needs. */
         size_t per_seq = (size_t)INF_MIN(n_ctx, INF_DEFAULT_KV_CTX) + (size_t)p.page_tokens;
         size_t want;
-        if (inf__mul_overflow(per_seq * (size_t)p.max_seqs, tok_bytes, &want))
-            want = SIZE_MAX;
+        if (inf__mul_overflow(per_seq * (size_t)p.max_seqs, tok_bytes, &want)) want = SIZE_MAX;
         budget = INF_MIN(want, INF_DEFAULT_KV_CAP);
         budget = INF_MAX(budget, per_seq * tok_bytes);
     }
@@ -852,7 +857,8 @@ static int build_request(inf_engine *e, const inf_request_params *rp, inf_req **
         }
     } else {
         int n_stop = 0;
-        while (n_stop < INF_MAX_STOP && rp->stop[n_stop]) n_stop++;
+        while (n_stop < INF_MAX_STOP && rp->stop[n_stop])
+            n_stop++;
         if ((rc = inf__stop_init(&r->stop, rp->stop, n_stop)) < 0) goto fail;
         if ((rc = inf_sampler_new(&rp->sampling, e->n_vocab, &r->sampler)) < 0) goto fail;
         if ((rc = inf_detok_new(e->model, &r->detok)) < 0) goto fail;
@@ -884,8 +890,8 @@ int inf_engine_submit(inf_engine *e, const inf_request_params *req, uint64_t *id
     if (e->shutdown) {
         rc = inf__err(INF_ESHUTDOWN, "submit: the engine is shutting down");
     } else if (e->n_incoming + e->snap.queued >= e->params.max_queue) {
-        rc = inf__err(INF_EFULL, "submit: %d requests are already queued",
-                      (int)e->params.max_queue);
+        rc =
+            inf__err(INF_EFULL, "submit: %d requests are already queued", (int)e->params.max_queue);
     } else {
         r->seq.id = e->next_id++;
         r->t_submit = inf__time_s();

@@ -24,7 +24,8 @@ int inf__kvpool_init(inf_kvpool *p, int32_t n_pages, int32_t page_tokens) {
     p->n_pages = n_pages;
     p->page_tokens = page_tokens;
     uint64_t cap = 16;
-    while (cap < 2 * (uint64_t)n_pages) cap *= 2;
+    while (cap < 2 * (uint64_t)n_pages)
+        cap *= 2;
     p->map_mask = cap - 1;
     p->ref = inf__calloc((size_t)n_pages, sizeof *p->ref);
     p->free_list = inf__calloc((size_t)n_pages, sizeof *p->free_list);
@@ -41,9 +42,11 @@ int inf__kvpool_init(inf_kvpool *p, int32_t n_pages, int32_t page_tokens) {
         return inf__err(INF_ENOMEM, "kv pool: out of memory for %d pages", (int)n_pages);
     }
     /* Stack order: page 0 is handed out first (makes tests and dumps easier to read). */
-    for (int32_t i = 0; i < n_pages; i++) p->free_list[i] = n_pages - 1 - i;
+    for (int32_t i = 0; i < n_pages; i++)
+        p->free_list[i] = n_pages - 1 - i;
     p->n_free = n_pages;
-    for (uint64_t i = 0; i <= p->map_mask; i++) p->map[i] = -1;
+    for (uint64_t i = 0; i <= p->map_mask; i++)
+        p->map[i] = -1;
     p->lru_head = p->lru_tail = -1;
     return 0;
 }
@@ -93,7 +96,8 @@ static void lru_remove(inf_kvpool *p, int32_t page) {
 
 static void map_insert(inf_kvpool *p, int32_t page) {
     uint64_t i = p->hash[page] & p->map_mask;
-    while (p->map[i] >= 0) i = (i + 1) & p->map_mask;
+    while (p->map[i] >= 0)
+        i = (i + 1) & p->map_mask;
     p->map[i] = page;
 }
 

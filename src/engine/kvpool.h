@@ -27,13 +27,13 @@ typedef struct inf_kvpool {
     int32_t *free_list; /* [n_pages] stack of FREE page ids */
     int32_t n_free;
     /* prefix cache */
-    uint8_t *hashed;    /* [n_pages] 1 when the page is in the hash map */
-    uint64_t *hash;     /* [n_pages] chain hash (valid when hashed) */
-    uint64_t *parent;   /* [n_pages] parent's chain hash (valid when hashed) */
-    int32_t *toks;      /* [n_pages][page_tokens] tokens of a hashed page */
+    uint8_t *hashed;              /* [n_pages] 1 when the page is in the hash map */
+    uint64_t *hash;               /* [n_pages] chain hash (valid when hashed) */
+    uint64_t *parent;             /* [n_pages] parent's chain hash (valid when hashed) */
+    int32_t *toks;                /* [n_pages][page_tokens] tokens of a hashed page */
     int32_t *lru_prev, *lru_next; /* [n_pages] links of CACHED pages, oldest at head */
     int32_t lru_head, lru_tail, n_cached;
-    int32_t *map;       /* [map_mask + 1] open addressing (linear probing), page id or -1 */
+    int32_t *map; /* [map_mask + 1] open addressing (linear probing), page id or -1 */
     uint64_t map_mask;
     int64_t n_evictions;
 } inf_kvpool;

@@ -80,8 +80,8 @@ int inf__sched_init(inf_sched *s, inf_kvpool *pool, int32_t max_seqs, int32_t ma
                     bool prefix_cache) {
     memset(s, 0, sizeof *s);
     if (max_seqs < 1 || max_seqs > (1 << 20) || max_batch_tokens < 1)
-        return inf__err(INF_EINVAL, "scheduler: max_seqs %d, max_batch_tokens %d",
-                        (int)max_seqs, (int)max_batch_tokens);
+        return inf__err(INF_EINVAL, "scheduler: max_seqs %d, max_batch_tokens %d", (int)max_seqs,
+                        (int)max_batch_tokens);
     s->pool = pool;
     s->max_seqs = max_seqs;
     s->max_batch_tokens = INF_MAX(max_batch_tokens, max_seqs);
@@ -149,8 +149,7 @@ static void q_remove(inf_sched *s, inf_seq *seq) {
 }
 
 void inf__sched_enqueue(inf_sched *s, inf_seq *seq) {
-    INF_ASSERT(seq->state == INF_SEQ_QUEUED && seq->n_pages == 0 &&
-               seq->where == INF_SEQ_IN_NONE);
+    INF_ASSERT(seq->state == INF_SEQ_QUEUED && seq->n_pages == 0 && seq->where == INF_SEQ_IN_NONE);
     q_push_back(s, seq);
 }
 
@@ -158,14 +157,16 @@ static void set_page(inf_sched *s, inf_seq *seq, int64_t b, int32_t page) {
     int64_t P = s->pool->page_tokens;
     INF_ASSERT(b == seq->n_pages && b < seq->max_pages);
     seq->pages[b] = page;
-    for (int64_t i = 0; i < P; i++) seq->slots[b * P + i] = (int32_t)(page * P + i);
+    for (int64_t i = 0; i < P; i++)
+        seq->slots[b * P + i] = (int32_t)(page * P + i);
     seq->n_pages = b + 1;
 }
 
 static void release_pages(inf_sched *s, inf_seq *seq) {
     /* Release in reverse so that a prefix's later pages enter the LRU list first and are
      * evicted before the earlier ones other requests are more likely to share. */
-    for (int64_t b = seq->n_pages - 1; b >= 0; b--) inf__kvpool_unref(s->pool, seq->pages[b]);
+    for (int64_t b = seq->n_pages - 1; b >= 0; b--)
+        inf__kvpool_unref(s->pool, seq->pages[b]);
     seq->n_pages = 0;
     seq->n_computed = 0;
     seq->n_published = 0;

@@ -33,21 +33,21 @@ enum inf_seq_where { INF_SEQ_IN_NONE = 0, INF_SEQ_IN_QUEUE, INF_SEQ_IN_RUNNING }
 typedef struct inf_seq {
     uint64_t id;
     int state;
-    bool embed;          /* prompt only: no prefix cache, output rows for every token */
-    int32_t *tokens;     /* [cap] prompt, then generated tokens */
+    bool embed;      /* prompt only: no prefix cache, output rows for every token */
+    int32_t *tokens; /* [cap] prompt, then generated tokens */
     int64_t n_tokens, n_prompt;
-    int64_t cap;         /* the sequence ends when n_tokens reaches cap (context / max_tokens) */
-    int64_t n_computed;  /* positions [0, n_computed) have K/V in the pool */
-    int32_t *pages;      /* [max_pages] block table */
-    int32_t *slots;      /* [max_pages * page_tokens] KV slot of each position */
+    int64_t cap;        /* the sequence ends when n_tokens reaches cap (context / max_tokens) */
+    int64_t n_computed; /* positions [0, n_computed) have K/V in the pool */
+    int32_t *pages;     /* [max_pages] block table */
+    int32_t *slots;     /* [max_pages * page_tokens] KV slot of each position */
     int64_t n_pages, max_pages;
-    int64_t n_published; /* leading pages entered into (or taken from) the prefix cache */
-    uint64_t chain;      /* chain hash of page n_published - 1 (root hash when 0) */
+    int64_t n_published;   /* leading pages entered into (or taken from) the prefix cache */
+    uint64_t chain;        /* chain hash of page n_published - 1 (root hash when 0) */
     int64_t cached_tokens; /* prefix-cache hit at the first admission */
     bool admitted_once;
     int64_t n_preempted;
-    int64_t admit_seq;   /* admission counter value (orders running sequences) */
-    int where;           /* INF_SEQ_IN_*: which scheduler list holds it */
+    int64_t admit_seq;               /* admission counter value (orders running sequences) */
+    int where;                       /* INF_SEQ_IN_*: which scheduler list holds it */
     struct inf_seq *q_prev, *q_next; /* queue links */
 } inf_seq;
 
@@ -79,8 +79,8 @@ typedef struct inf_sched {
     inf_sched_item *items; /* [max_seqs] */
     int32_t n_items;
     int64_t n_plan_tokens;
-    inf_seq **failed;      /* [max_seqs] taken off the queue (still QUEUED, in no list): they
-                            * can never fit in the pool; the caller finishes them */
+    inf_seq **failed; /* [max_seqs] taken off the queue (still QUEUED, in no list): they
+                       * can never fit in the pool; the caller finishes them */
     int32_t n_failed;
     int32_t n_preempted_step;
     /* cumulative */

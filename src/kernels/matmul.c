@@ -29,37 +29,49 @@
 
 static size_t round_up64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Bytes per prepared activation row (64-byte multiple), 0 when n_in does not fit the type.
- * wstride: the weight row stride, or 0 when unknown (sizing: the larger of both formats). */
-static size_t act_stride(int wtype, int64_t n_in, size_t wstride, const inf__mm_kernel **kout) {
-    const inf_type_traits *wt = inf_type_traits_get(wtype);
+/* Picks the kernel for W (NULL: vec_dot per output) and returns the activation bytes for n_tok
+ * tokens, 0 when the shape does not fit the type or the size overflows. wstride 0 = unknown
+ * (sizing only: then the larger of both formats). *row_stride: bytes per vec_dot row. */
+/* The GGUF type a (possibly repacked) weight type computes as. */
+static int base_type(int wtype) {
+    if (wtype == INF__TYPE_Q4_0_R16) return INF_TYPE_Q4_0;
+    if (wtype == INF__TYPE_Q8_0_R16) return INF_TYPE_Q8_0;
+    return wtype;
+}
+
+static size_t plan(int wtype, int64_t n_in, int64_t n_tok, size_t wstride,
+                   const inf__mm_kernel **kout, size_t *row_stride) {
+    const inf_type_traits *wt = inf_type_traits_get(base_type(wtype));
     if (kout) *kout = NULL;
-    if (!wt || n_in <= 0 || n_in % wt->blck_size != 0) return 0;
+    if (!wt || n_in <= 0 || n_tok <= 0 || n_in % wt->blck_size != 0) return 0;
+    const inf_type_traits *vt = inf_type_traits_get(wt->vec_dot_type);
+    if (!vt || n_in % vt->blck_size != 0) return 0;
     const inf__mm_kernel *k = inf__kernels_mm(wtype);
     if (k && k->max_wstride && wstride > k->max_wstride) k = NULL;
-    size_t sz;
-    if (k) {
-        sz = k->act_size(n_in);
-    } else {
-        const inf_type_traits *vt = inf_type_traits_get(wt->vec_dot_type);
-        if (!vt || n_in % vt->blck_size != 0) return 0;
-        sz = inf_type_row_size(wt->vec_dot_type, n_in);
-    }
+    size_t rs = round_up64(inf_type_row_size(wt->vec_dot_type, n_in)), generic;
+    if (rs == 0 || inf__mul_overflow(rs, (size_t)n_tok, &generic)) return 0;
+    if (row_stride) *row_stride = rs;
     if (kout) *kout = k;
-    if (k && wstride == 0 && k->max_wstride) {
-        /* Sizing without a stride: also fit the vec_dot format used for huge strides. */
-        size_t alt = inf_type_row_size(wt->vec_dot_type, n_in);
-        if (alt > sz) sz = alt;
+    if (!k) return generic;
+    size_t sz = k->act_size(n_in, n_tok);
+    if (sz == 0) return 0;
+    if (wstride == 0) {
+        /* Sizing only: also fit the formats this type may run with (huge strides fall back to
+         * vec_dot; a repacked copy of the weights has its own kernel). */
+        if (k->max_wstride && generic > sz) sz = generic;
+        const inf__mm_kernel *kr = NULL;
+        if (wtype == INF_TYPE_Q4_0) kr = inf__kernels_mm(INF__TYPE_Q4_0_R16);
+        if (wtype == INF_TYPE_Q8_0) kr = inf__kernels_mm(INF__TYPE_Q8_0_R16);
+        size_t szr = kr ? kr->act_size(n_in, n_tok) : 0;
+        if (szr > sz) sz = szr;
     }
-    return sz ? round_up64(sz) : 0;
+    return round_up64(sz);
 }
 
 size_t inf_matmul_scratch_size(int wtype, int64_t n_in, int64_t n_tok) {
     if (n_tok <= 0) return 64;
-    size_t stride = act_stride(wtype, n_in, 0, NULL);
-    size_t total;
-    if (stride == 0 || inf__mul_overflow(stride, (size_t)n_tok, &total)) return 0;
-    return total + 64;
+    size_t sz = plan(wtype, n_in, n_tok, 0, NULL, NULL);
+    return sz ? sz + 64 : 0;
 }
 
 struct mm_ctx {
@@ -82,17 +94,15 @@ static void mm_prepare(struct mm_ctx *c, int ith, int nth) {
     int64_t t0 = per * ith, t1 = INF_MIN(c->n_tok, t0 + per);
     for (int64_t t = t0; t < t1; t++) {
         const float *x = c->X + t * c->n_in;
-        void *dst = c->act + (size_t)t * c->astride;
-        if (c->kern) c->kern->act_prep(x, dst, c->n_in);
-        else if (c->vt->from_float) c->vt->from_float(x, dst, c->n_in);
+        if (c->kern) c->kern->act_prep(x, c->act, c->n_in, t);
+        else c->vt->from_float(x, c->act + (size_t)t * c->astride, c->n_in);
     }
 }
 
 static void mm_rows(struct mm_ctx *c, int64_t o0, int64_t o1) {
     const char *w = (const char *)c->W->data + (size_t)o0 * c->W->nb[1];
     if (c->kern) {
-        c->kern->run(c->n_in, w, c->W->nb[1], o1 - o0, c->act, c->astride, c->n_tok, c->Y + o0,
-                     c->ldy);
+        c->kern->run(c->n_in, w, c->W->nb[1], o1 - o0, c->act, c->n_tok, c->Y + o0, c->ldy);
         return;
     }
     for (int64_t o = o0; o < o1; o++, w += c->W->nb[1]) {
@@ -136,13 +146,13 @@ void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_t
     c.n_in = W->ne[0];
     c.n_out = W->ne[1];
     c.ldy = ldy;
-    c.wt = inf_type_traits_get(W->type);
+    c.wt = inf_type_traits_get(base_type(W->type));
     INF_ASSERT(c.wt != NULL && ldy >= c.n_out);
-    c.astride = act_stride(W->type, c.n_in, W->nb[1], &c.kern);
-    INF_ASSERT(c.astride != 0);
+    INF_ASSERT(plan(W->type, c.n_in, n_tok, W->nb[1], &c.kern, &c.astride) != 0);
     c.vt = inf_type_traits_get(c.wt->vec_dot_type);
     INF_ASSERT(c.vt != NULL);
     c.act = scratch;
+    INF_ASSERT(c.kern || base_type(W->type) == W->type); /* repacked weights need their kernel */
     if (!c.kern && c.wt->vec_dot_type == INF_TYPE_F32) {
         c.act = (char *)X; /* f32 activations are used as they are */
         c.astride = (size_t)c.n_in * sizeof(float);
@@ -164,4 +174,59 @@ void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_t
         return;
     }
     inf_pool_run(pool, mm_worker, &c);
+}
+
+/* ---- repacking ---------------------------------------------------------------------------- */
+
+struct repack_ctx {
+    const inf_tensor *W;
+    void *dst;
+    int64_t n_groups;
+    size_t row_bytes;
+    _Atomic int64_t next;
+};
+
+static void repack_worker(void *vctx, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    struct repack_ctx *c = vctx;
+    for (;;) {
+        int64_t g = atomic_fetch_add_explicit(&c->next, 16, memory_order_relaxed);
+        if (g >= c->n_groups) break;
+        int64_t g1 = INF_MIN(c->n_groups, g + 16);
+        size_t rb;
+        inf__avx512_repack(c->W->type, c->W->data, c->W->nb[1], c->W->ne[0], c->W->ne[1], g, g1,
+                           c->dst, &rb);
+        if (g == 0) c->row_bytes = rb;
+    }
+}
+
+int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void **mem) {
+    *out = *W;
+    *mem = NULL;
+#if defined(__x86_64__)
+    if (inf_kernels_isa() != INF_ISA_AVX512) return 0;
+    if (W->type != INF_TYPE_Q4_0 && W->type != INF_TYPE_Q8_0) return 0;
+    if (W->ne[2] > 1 || W->ne[3] > 1) return 0;
+    size_t size = inf__avx512_repack_size(W->type, W->ne[0], W->ne[1]);
+    if (size == 0) return 0;
+    if (W->nb[1] < inf_type_row_size(W->type, W->ne[0]))
+        return inf__err(INF_EINVAL, "repack '%s': row stride %zu below the row size",
+                        W->name ? W->name : "?", W->nb[1]);
+    void *dst = inf__aligned_alloc(64, size);
+    if (!dst)
+        return inf__err(INF_ENOMEM, "repack '%s': cannot allocate %zu bytes",
+                        W->name ? W->name : "?", size);
+    struct repack_ctx c = {.W = W, .dst = dst, .n_groups = (W->ne[1] + 15) / 16};
+    atomic_init(&c.next, 0);
+    inf_pool_run(pool, repack_worker, &c);
+    out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R16 : INF__TYPE_Q8_0_R16;
+    out->nb[1] = c.row_bytes;
+    out->nb[2] = out->nb[3] = size;
+    out->data = dst;
+    *mem = dst;
+#else
+    (void)pool;
+#endif
+    return 0;
 }

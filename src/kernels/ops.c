@@ -61,117 +61,297 @@ void inf_op_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, cons
     }
 }
 
-/* The hot loops are plain C compiled three times (AVX-512, AVX2+FMA, baseline) and picked at
+/* The hot loops are plain C compiled three times (AVX-512F, AVX2, baseline) and picked at
  * load time by the CPU (GCC function multiversioning). Within one machine the choice is fixed,
  * so results stay deterministic; the lane structure below is identical in every clone. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(INF_NO_CLONES)
 #define INF_OPS_CLONES                                                                            \
-    __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+    __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define INF_OPS_CLONES
 #endif
 
-/* Sixteen independent lanes: one zmm, two ymm or four xmm registers, whatever the compiler
- * targets; the lane order and the final tree are fixed, so the result is too. */
+/* Dot products use sixteen independent lanes — a GCC vector of 16 floats, which each clone
+ * lowers to one zmm, two ymm or four xmm registers — and a fixed reduction tree, so a value
+ * does not depend on the clone's register width or on how many dots run together. */
 #define DOT_LANES 16
+typedef float v16 __attribute__((vector_size(64)));
+
+#define INF_INLINE static inline __attribute__((always_inline))
+#define INF_OPS_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+INF_INLINE v16 load16(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INF_INLINE float lanes_sum(v16 acc) {
+    float l[16];
+    memcpy(l, &acc, sizeof l);
+    float s8[8], s4[4];
+    for (int j = 0; j < 8; j++) s8[j] = l[j] + l[j + 8];
+    for (int j = 0; j < 4; j++) s4[j] = s8[j] + s8[j + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+INF_INLINE float dot_lanes(const float *restrict a, const float *restrict b, int64_t n) {
+    v16 acc = {0};
+    int64_t i = 0;
+    for (; i + DOT_LANES <= n; i += DOT_LANES) acc += load16(a + i) * load16(b + i);
+    float l[16];
+    memcpy(l, &acc, sizeof l);
+    for (int j = 0; i < n; i++, j++) l[j] += a[i] * b[i];
+    memcpy(&acc, l, sizeof l);
+    return lanes_sum(acc);
+}
+
+typedef int32_t vi16 __attribute__((vector_size(64)));
+typedef uint32_t vu16 __attribute__((vector_size(64)));
+
+INF_INLINE void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+/* Lane-wise select: m ? a : b (m from a vector comparison: all ones or zero). */
+INF_INLINE v16 sel16(vi16 m, v16 a, v16 b) { return (v16)((m & (vi16)a) | (~m & (vi16)b)); }
+
+/* exp(x) lane-wise: x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial
+ * (truncation error < 1e-8 relative), 2^n added into the exponent bits. Results below
+ * exp(-86) flush to 0 (keeps 2^n normal); x is clamped at 88 (finite); NaN propagates. */
+INF_INLINE v16 exp16(v16 x) {
+    vi16 tiny = x < -86.0f, nan = x != x;
+    v16 xc = sel16(x > 88.0f, (v16){0} + 88.0f, sel16(tiny, (v16){0}, x));
+    v16 t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+    v16 nf = t - 12582912.0f;
+    vi16 n = (vi16)t - 0x4b400000;
+    v16 r = xc - nf * 0.693145751953125f; /* ln2 split in two for an exact product */
+    r = r - nf * 1.42860676533018732e-06f;
+    v16 p = r * (1.0f / 5040) + (1.0f / 720);
+    p = p * r + (1.0f / 120);
+    p = p * r + (1.0f / 24);
+    p = p * r + (1.0f / 6);
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    v16 e = (v16)((vi16)p + (n << 23));
+    return sel16(nan, x, sel16(tiny, (v16){0}, e));
+}
+
+/* Applies a lane-wise body to x[0..n) in blocks of 16; the tail goes through a padded block so
+ * every element sees exactly the same arithmetic wherever it sits. */
+#define FOR_BLOCKS16(n, ...)                                                           \
+    do {                                                                                          \
+        int64_t i_ = 0;                                                                           \
+        for (; i_ + 16 <= (n); i_ += 16) {                                                        \
+            int64_t off_ = i_;                                                                    \
+            int64_t cnt_ = 16;                                                                    \
+            (void)cnt_;                                                                           \
+            __VA_ARGS__                                                                           \
+        }                                                                                         \
+        if (i_ < (n)) {                                                                           \
+            int64_t off_ = i_;                                                                    \
+            int64_t cnt_ = (n) - i_;                                                              \
+            (void)off_;                                                                           \
+            __VA_ARGS__                                                                           \
+        }                                                                                         \
+    } while (0)
+
+INF_INLINE v16 load_tail(const float *p, int64_t cnt, float pad) {
+    float b[16];
+    for (int j = 0; j < 16; j++) b[j] = j < cnt ? p[j] : pad;
+    return load16(b);
+}
+
+INF_INLINE void store_tail(float *p, v16 v, int64_t cnt) {
+    float b[16];
+    store16(b, v);
+    for (int64_t j = 0; j < cnt; j++) p[j] = b[j];
+}
+
+INF_INLINE v16 ld(const float *p, int64_t cnt, float pad) {
+    return cnt == 16 ? load16(p) : load_tail(p, cnt, pad);
+}
+
+INF_INLINE void st(float *p, v16 v, int64_t cnt) {
+    if (cnt == 16)
+        store16(p, v);
+    else
+        store_tail(p, v, cnt);
+}
+
+INF_INLINE void softmax_impl(float *x, int64_t n) {
+    if (n <= 0) return;
+    v16 m = (v16){0} - INFINITY;
+    FOR_BLOCKS16(n, {
+        v16 v = ld(x + off_, cnt_, -INFINITY);
+        m = sel16(v > m, v, m);
+    });
+    float ml[16], max = -INFINITY;
+    store16(ml, m);
+    for (int j = 0; j < 16; j++) max = ml[j] > max ? ml[j] : max;
+    /* Float lanes per block, blocks summed in double: the error stays that of 16-term sums. */
+    double sum = 0;
+    FOR_BLOCKS16(n, {
+        v16 e = exp16(ld(x + off_, cnt_, -INFINITY) - max);
+        st(x + off_, e, cnt_);
+        sum += (double)lanes_sum(e);
+    });
+    float inv = (float)(1.0 / sum);
+    FOR_BLOCKS16(n, { st(x + off_, ld(x + off_, cnt_, 0.0f) * inv, cnt_); });
+}
 
 INF_OPS_CLONES
-float inf_op_dot(const float *restrict a, const float *restrict b, int64_t n) {
-    float acc[DOT_LANES] = {0};
-    int64_t i = 0;
-    for (; i + DOT_LANES <= n; i += DOT_LANES)
-#pragma GCC unroll 16
-        for (int j = 0; j < DOT_LANES; j++) acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
-    for (int w = DOT_LANES / 2; w > 0; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
-    return acc[0];
-}
+void inf_op_softmax(float *x, int64_t n) { softmax_impl(x, n); }
 
-/* exp(x - max) in place; returns the sum (accumulated in double, fixed order). */
-static double exp_sum(float *x, int64_t n, float max) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float e = expf(x[i] - max);
-        x[i] = e;
-        sum += (double)e;
-    }
-    return sum;
-}
-
-static float max_of(const float *x, int64_t n) {
-    float m = -INFINITY;
-    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-
-void inf_op_softmax(float *x, int64_t n) {
-    if (n <= 0) return;
-    double sum = exp_sum(x, n, max_of(x, n));
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) x[i] *= inv;
-}
-
+INF_OPS_CLONES
 void inf_op_silu_mul(float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    FOR_BLOCKS16(n, {
+        v16 gv = ld(g + off_, cnt_, 0.0f);
+        st(g + off_, gv / (1.0f + exp16(-gv)) * ld(u + off_, cnt_, 0.0f), cnt_);
+    });
 }
 
 /* Round-to-nearest-even to binary16 precision on the float bits: normals drop 13 mantissa bits
  * with RNE (a carry into the exponent is the correct result); below binary16's smallest normal
- * the grid is 2^-24, which adding and subtracting 0.5f rounds to exactly once. */
-void inf_op_round_f16(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        uint32_t sign = u & 0x80000000u, a = u & 0x7fffffffu;
-        if (a >= 0x477ff000u) { /* >= 65520: overflows binary16 (NaN stays NaN) */
-            if (a <= 0x7f800000u) a = 0x7f800000u;
-        } else if (a < 0x38800000u) { /* below 2^-14: subnormal binary16 grid */
-            float f;
-            memcpy(&f, &a, 4);
-            f = (f + 0.5f) - 0.5f;
-            memcpy(&a, &f, 4);
-        } else {
-            a = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
-        }
-        u = sign | a;
-        memcpy(&x[i], &u, 4);
-    }
+ * the grid is 2^-24, which adding and subtracting 0.5f rounds to exactly once; at or above
+ * 65520 binary16 overflows to infinity; NaN stays NaN. */
+INF_INLINE void round_f16_impl(float *x, int64_t n) {
+    FOR_BLOCKS16(n, {
+        vu16 u = (vu16)ld(x + off_, cnt_, 0.0f);
+        vu16 sign = u & 0x80000000u, a = u & 0x7fffffffu;
+        vu16 nrm = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
+        vu16 sub = (vu16)(((v16)a + 0.5f) - 0.5f);
+        vu16 r = (vu16)sel16((vi16)(a < 0x38800000u), (v16)sub, (v16)nrm);
+        r = (vu16)sel16((vi16)(a >= 0x477ff000u), (v16)((vu16){0} + 0x7f800000u), (v16)r);
+        r = (vu16)sel16((vi16)(a > 0x7f800000u), (v16)a, (v16)r);
+        st(x + off_, (v16)(sign | r), cnt_);
+    });
 }
+
+INF_OPS_CLONES
+void inf_op_round_f16(float *x, int64_t n) { round_f16_impl(x, n); }
 
 void inf_op_add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+/* One halving step of the joint reduction of many dots. a and b hold groups of g partial sums
+ * (16/g dots each); the result holds both inputs' dots as groups of g/2, lane j of a group being
+ * partial j plus partial j + g/2 — exactly lanes_sum's tree, so a dot reduced jointly equals the
+ * same dot reduced alone. */
+INF_INLINE v16 halve(v16 a, v16 b, int g) {
+    static const vi16 lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    static const vi16 hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    static const vi16 lo4 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+    static const vi16 hi4 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+    static const vi16 lo2 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+    static const vi16 hi2 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+    static const vi16 lo1 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    static const vi16 hi1 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+    switch (g) {
+    case 16: return __builtin_shuffle(a, b, lo8) + __builtin_shuffle(a, b, hi8);
+    case 8: return __builtin_shuffle(a, b, lo4) + __builtin_shuffle(a, b, hi4);
+    case 4: return __builtin_shuffle(a, b, lo2) + __builtin_shuffle(a, b, hi2);
+    default: return __builtin_shuffle(a, b, lo1) + __builtin_shuffle(a, b, hi1);
+    }
+}
+
+/* scores[j] = scale * q.k_j. Sixteen keys at a time: sixteen independent accumulator chains,
+ * reduced together into one vector of sixteen scores; each key's lanes and reduction tree are
+ * exactly those of dot_lanes, used for the remaining keys. */
+INF_INLINE void attn_scores(const float *restrict q, const float *k, size_t stride,
+                            const int32_t *slots, int64_t n_pos, int64_t hd, float scale,
+                            float *restrict scores) {
+    int64_t j = 0;
+    if (hd % DOT_LANES == 0) {
+        for (; j + 16 <= n_pos; j += 16) {
+            const float *kp[16];
+            v16 acc[16];
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++) {
+                kp[t] = k + (size_t)slots[j + t] * stride;
+                acc[t] = (v16){0};
+            }
+            for (int64_t i = 0; i < hd; i += DOT_LANES) {
+                v16 qv = load16(q + i);
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) acc[t] += qv * load16(kp[t] + i);
+            }
+            v16 r8[8], r4[4], r2[2];
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) r8[t] = halve(acc[2 * t], acc[2 * t + 1], 16);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) r4[t] = halve(r8[2 * t], r8[2 * t + 1], 8);
+            r2[0] = halve(r4[0], r4[1], 4);
+            r2[1] = halve(r4[2], r4[3], 4);
+            store16(scores + j, halve(r2[0], r2[1], 2) * scale);
+        }
+    }
+    for (; j < n_pos; j++) scores[j] = dot_lanes(q, k + (size_t)slots[j] * stride, hd) * scale;
+}
+
+/* out += sum over j in [j0, j1) of p_j v_j for one head: 64 (then 16) output dims at a time,
+ * accumulators in registers across the block; every output dim sums over j in order, so the
+ * result does not depend on how positions are split into blocks. */
+INF_INLINE void attn_pv(const float *restrict p, const float *v, size_t stride,
+                        const int32_t *slots, int64_t j0, int64_t j1, int64_t hd,
+                        float *restrict out) {
+    int64_t d0 = 0;
+    for (; d0 + 4 * DOT_LANES <= hd; d0 += 4 * DOT_LANES) {
+        v16 a0 = load16(out + d0), a1 = load16(out + d0 + 16), a2 = load16(out + d0 + 32),
+            a3 = load16(out + d0 + 48);
+        for (int64_t j = j0; j < j1; j++) {
+            const float *vj = v + (size_t)slots[j] * stride + d0;
+            float pj = p[j];
+            a0 += pj * load16(vj);
+            a1 += pj * load16(vj + 16);
+            a2 += pj * load16(vj + 32);
+            a3 += pj * load16(vj + 48);
+        }
+        store16(out + d0, a0);
+        store16(out + d0 + 16, a1);
+        store16(out + d0 + 32, a2);
+        store16(out + d0 + 48, a3);
+    }
+    for (; d0 + DOT_LANES <= hd; d0 += DOT_LANES) {
+        v16 a0 = load16(out + d0);
+        for (int64_t j = j0; j < j1; j++) a0 += p[j] * load16(v + (size_t)slots[j] * stride + d0);
+        store16(out + d0, a0);
+    }
+    for (; d0 < hd; d0++) {
+        float acc = out[d0];
+        for (int64_t j = j0; j < j1; j++) acc += p[j] * v[(size_t)slots[j] * stride + d0];
+        out[d0] = acc;
+    }
+}
+
+#define ATTN_BLOCK 64 /* positions per block: the block's K and V rows stay in L1 across heads */
+
 INF_OPS_CLONES
+void inf_op_attention_group(const float *q, int64_t n_heads, const float *k, const float *v,
+                            size_t stride, const int32_t *slots, int64_t n_pos, int64_t head_dim,
+                            float scale, float *scores, float *out) {
+    for (int64_t i = 0; i < n_heads * head_dim; i++) out[i] = 0.0f;
+    if (n_pos <= 0) return;
+    /* Scores of every head, block by block, so a block of keys is read once for all heads. */
+    for (int64_t j0 = 0; j0 < n_pos; j0 += ATTN_BLOCK) {
+        int64_t nb = INF_OPS_MIN(ATTN_BLOCK, n_pos - j0);
+        for (int64_t h = 0; h < n_heads; h++)
+            attn_scores(q + h * head_dim, k, stride, slots + j0, nb, head_dim, scale,
+                        scores + h * n_pos + j0);
+    }
+    for (int64_t h = 0; h < n_heads; h++) {
+        softmax_impl(scores + h * n_pos, n_pos);
+        /* llama.cpp multiplies the probabilities with its f16 V cache in f16: same precision. */
+        round_f16_impl(scores + h * n_pos, n_pos);
+    }
+    for (int64_t j0 = 0; j0 < n_pos; j0 += ATTN_BLOCK) {
+        int64_t j1 = INF_OPS_MIN(n_pos, j0 + ATTN_BLOCK);
+        for (int64_t h = 0; h < n_heads; h++)
+            attn_pv(scores + h * n_pos, v, stride, slots, j0, j1, head_dim, out + h * head_dim);
+    }
+}
+
 void inf_op_attention(const float *q, const float *k, const float *v, size_t stride,
                       const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
                       float *scores, float *out) {
-    if (n_pos <= 0) {
-        for (int64_t d = 0; d < head_dim; d++) out[d] = 0.0f;
-        return;
-    }
-    for (int64_t j = 0; j < n_pos; j++)
-        scores[j] = inf_op_dot(q, k + (size_t)slots[j] * stride, head_dim) * scale;
-    inf_op_softmax(scores, n_pos);
-    /* llama.cpp multiplies the probabilities with its f16 V cache in f16: same precision. */
-    inf_op_round_f16(scores, n_pos);
-    /* out = sum_j p_j v_j, a block of 16 output dims at a time so the accumulators stay in
-     * registers across all positions. */
-    int64_t d0 = 0;
-    for (; d0 + DOT_LANES <= head_dim; d0 += DOT_LANES) {
-        float acc[DOT_LANES] = {0};
-        for (int64_t j = 0; j < n_pos; j++) {
-            const float *restrict vj = v + (size_t)slots[j] * stride + d0;
-            float p = scores[j];
-#pragma GCC unroll 16
-            for (int d = 0; d < DOT_LANES; d++) acc[d] += p * vj[d];
-        }
-        for (int d = 0; d < DOT_LANES; d++) out[d0 + d] = acc[d];
-    }
-    for (; d0 < head_dim; d0++) {
-        float acc = 0.0f;
-        for (int64_t j = 0; j < n_pos; j++) acc += scores[j] * v[(size_t)slots[j] * stride + d0];
-        out[d0] = acc;
-    }
+    inf_op_attention_group(q, 1, k, v, stride, slots, n_pos, head_dim, scale, scores, out);
 }

@@ -20,7 +20,6 @@ void inf_op_rope_cache(float *cs, int64_t n_rot, int64_t pos, float base, float 
 void inf_op_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, const float *cs,
                  int neox);
 
-float inf_op_dot(const float *a, const float *b, int64_t n);
 /* In place: x = softmax(x). */
 void inf_op_softmax(float *x, int64_t n);
 /* In place: g[i] = silu(g[i]) * u[i]. */
@@ -39,5 +38,13 @@ void inf_op_add(float *y, const float *x, int64_t n);
 void inf_op_attention(const float *q, const float *k, const float *v, size_t stride,
                       const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
                       float *scores, float *out);
+
+/* The same for n_heads query heads sharing one KV head (GQA): q and out are [n_heads][head_dim],
+ * scores is scratch of n_heads * n_pos floats. Each head's result is bit-identical to
+ * inf_op_attention on that head alone; grouping only lets a block of K/V rows be read once for
+ * all heads. */
+void inf_op_attention_group(const float *q, int64_t n_heads, const float *k, const float *v,
+                            size_t stride, const int32_t *slots, int64_t n_pos, int64_t head_dim,
+                            float scale, float *scores, float *out);
 
 #endif

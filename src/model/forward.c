@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Query heads of one KV head evaluated together by one attention work unit (at most). */
+#define ATTN_MAX_GROUP 8
+
 struct inf_forward_scratch {
     int64_t max_tokens, max_ctx;
     int n_threads;
@@ -31,7 +34,7 @@ struct inf_forward_scratch {
     float *gate;   /* [max_tokens][n_ff] */
     float *up;     /* [max_tokens][n_ff] */
     float *rope;   /* [max_tokens][n_rot] cos/sin pairs at each entry's position */
-    float *scores; /* [n_threads][max_ctx] */
+    float *scores; /* [n_threads][ATTN_MAX_GROUP * max_ctx] */
     int32_t *out_rows; /* [max_tokens] entry index of each output row */
     void *mm;      /* matmul activation scratch */
     size_t mm_size;
@@ -79,7 +82,7 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
     s->gate = alloc_floats(max_tokens, hp->n_ff, &ok);
     s->up = alloc_floats(max_tokens, hp->n_ff, &ok);
     s->rope = alloc_floats(max_tokens, hp->n_rot, &ok);
-    s->scores = alloc_floats(s->n_threads, max_ctx, &ok);
+    s->scores = alloc_floats((int64_t)s->n_threads * ATTN_MAX_GROUP, max_ctx, &ok);
     s->out_rows = inf__calloc((size_t)max_tokens, sizeof *s->out_rows);
     if (!s->out_rows) ok = false;
     size_t mm = mm_need(&m->output, max_tokens);
@@ -166,6 +169,7 @@ typedef struct fwd {
     bool add;
     int64_t n_rows;    /* work units of this stage */
     int64_t n_out;
+    int64_t attn_group, attn_subs; /* heads per attention unit, units per KV head */
     atomic_llong next; /* ST_ATTN work counter */
 } fwd;
 
@@ -221,23 +225,28 @@ static void row_stage(fwd *f, int64_t i) {
     }
 }
 
+/* Unit u = (entry, KV head, subgroup of up to attn_group query heads of that KV head). */
 static void attn_unit(fwd *f, int64_t u, float *scores) {
     const inf_hparams *hp = &f->m->hp;
-    int64_t i = u / hp->n_head, h = u % hp->n_head, hd = hp->head_dim;
-    int64_t kvh = h / (hp->n_head / hp->n_head_kv);
+    int64_t hd = hp->head_dim, g = hp->n_head / hp->n_head_kv;
+    int64_t per_entry = hp->n_head_kv * f->attn_subs;
+    int64_t i = u / per_entry, r = u % per_entry;
+    int64_t kvh = r / f->attn_subs, sub = r % f->attn_subs;
+    int64_t h0 = kvh * g + sub * f->attn_group;
+    int64_t nh = INF_MIN(f->attn_group, g - sub * f->attn_group);
     int64_t Q = hp->n_head * hd;
     size_t stride = (size_t)(hp->n_head_kv * hd);
     const inf_batch *b = f->b;
-    inf_op_attention(f->s->q + i * Q + h * hd, f->kv->k[f->l] + kvh * hd,
-                     f->kv->v[f->l] + kvh * hd, stride, b->seq_slots[b->seq[i]],
-                     (int64_t)b->pos[i] + 1, hd, 1.0f / sqrtf((float)hd), scores,
-                     f->s->att + i * Q + h * hd);
+    inf_op_attention_group(f->s->q + i * Q + h0 * hd, nh, f->kv->k[f->l] + kvh * hd,
+                           f->kv->v[f->l] + kvh * hd, stride, b->seq_slots[b->seq[i]],
+                           (int64_t)b->pos[i] + 1, hd, 1.0f / sqrtf((float)hd), scores,
+                           f->s->att + i * Q + h0 * hd);
 }
 
 static void stage_worker(void *ctx, int ith, int nth) {
     fwd *f = ctx;
     if (f->stage == ST_ATTN) {
-        float *scores = f->s->scores + (size_t)ith * (size_t)f->s->max_ctx;
+        float *scores = f->s->scores + (size_t)ith * ATTN_MAX_GROUP * (size_t)f->s->max_ctx;
         for (;;) {
             int64_t u = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
             if (u >= f->n_rows) break;
@@ -306,6 +315,15 @@ int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b,
     int64_t F = hp->n_ff;
     inf_pool *pool = m->pool;
     fwd f = {.m = m, .s = s, .b = b, .kv = kv};
+    /* Attention units: group the query heads of a KV head (each K/V row read once for the
+     * group) while enough units remain to keep every thread busy. Each head's result is the
+     * same whatever the grouping, so this choice cannot break batch invariance. */
+    int64_t g = hp->n_head / hp->n_head_kv;
+    f.attn_group = INF_MIN(ATTN_MAX_GROUP, g);
+    while (f.attn_group > 1 &&
+           T * hp->n_head_kv * ((g + f.attn_group - 1) / f.attn_group) < 2 * s->n_threads)
+        f.attn_group = (f.attn_group + 1) / 2;
+    f.attn_subs = (g + f.attn_group - 1) / f.attn_group;
 
     run_stage(&f, ST_EMBED, T, E);
     for (int64_t l = 0; l < hp->n_layer; l++) {
@@ -317,8 +335,9 @@ int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b,
         inf_matmul(pool, &L->wk, s->xn, T, s->k, KV, s->mm);
         inf_matmul(pool, &L->wv, s->xn, T, s->v, KV, s->mm);
         run_stage(&f, ST_QKV_POST, T, Q + 2 * KV);
-        /* Work per unit grows with the position; the average decides inline vs pool. */
-        run_stage(&f, ST_ATTN, T * hp->n_head, hp->head_dim * 2 * ((int64_t)b->pos[T - 1] + 1));
+        /* Work per unit grows with the position; the last entry's decides inline vs pool. */
+        run_stage(&f, ST_ATTN, T * hp->n_head_kv * f.attn_subs,
+                  f.attn_group * hp->head_dim * 2 * ((int64_t)b->pos[T - 1] + 1));
         inf_matmul(pool, &L->wo, s->att, T, s->xn, E, s->mm);
         run_stage(&f, ST_NORM_FFN, T, E);
         inf_matmul(pool, &L->w_gate, s->xn, T, s->gate, F, s->mm);

@@ -1,7 +1,7 @@
 /*
  * tokenize_api.c — the public tokenizer entry points of inferneo.h (inf_tokenize,
- * inf_detokenize, inf_token_is_eog) and the streaming detokenizer (inf_detok_*), over
- * model->tok.
+ * inf_detokenize, inf_token_is_eog, inf_token_to_piece) and the streaming detokenizer
+ * (inf_detok_*), over model->tok.
  *
  * Streaming detokenizer: each push appends the token's piece (special tokens not rendered) to
  * a pending tail and releases the longest prefix that ends on a UTF-8 character boundary. What it
@@ -49,17 +49,25 @@ bool inf_token_is_eog(const inf_model *model, int32_t token) {
     return model && model->tok && inf_tokenizer_is_eog(model->tok, token);
 }
 
+int64_t inf_token_to_piece(const inf_model *model, int32_t token, bool render_special, char *buf,
+                           size_t cap) {
+    int rc = need_tok(model, "token piece");
+    if (rc < 0) return rc;
+    if (!buf) cap = 0;
+    return inf_tokenizer_piece(model->tok, token, render_special, buf, cap);
+}
+
 /* ---- streaming ---------------------------------------------------------------------------- */
 
 struct inf_detok {
     const inf_tokenizer *t;
     int64_t n_pushed;
-    bool strip;      /* drop the leading space of the next piece */
-    char pend[4];    /* incomplete UTF-8 sequence held back (at most 3 bytes) */
+    bool strip;   /* drop the leading space of the next piece */
+    char pend[4]; /* incomplete UTF-8 sequence held back (at most 3 bytes) */
     size_t n_pend;
-    char *buf;       /* scratch: pending + piece */
+    char *buf; /* scratch: pending + piece */
     size_t buf_cap;
-    inf_sb out;      /* released text, valid until the next call */
+    inf_sb out; /* released text, valid until the next call */
 };
 
 int inf_detok_new(const inf_model *model, inf_detok **out) {
@@ -149,7 +157,7 @@ int inf_detok_push(inf_detok *d, int32_t token, const char **text, size_t *len) 
     bool first = d->n_pushed++ == 0;
     bool is_bos = first && token == inf_tokenizer_bos(t) && inf_tokenizer_add_space_prefix(t);
     size_t need = d->n_pend + (size_t)pl;
-    if (need > d->buf_cap) {
+    if (!d->buf || need > d->buf_cap) {
         size_t cap = need < 64 ? 64 : need * 2;
         char *nb = realloc(d->buf, cap);
         if (!nb) return inf__err(INF_ENOMEM, "detok: out of memory");

@@ -22,37 +22,35 @@
 
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 #define RE_CONTRACT "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-#define RE_LLAMA3                                                                                 \
-    RE_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"     \
+#define RE_LLAMA3                                                                                  \
+    RE_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"       \
                 "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RE_QWEN2                                                                                  \
-    RE_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"          \
+#define RE_QWEN2                                                                                   \
+    RE_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"            \
                 "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_CJK "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
 #define RE_PORO " ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{0964}\\x{06D4}\\x{060C})]+"
-#define RE_UPPER_LOWER                                                                            \
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
-#define RE_UPPER_LOWER2                                                                           \
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
+#define RE_UPPER_LOWER "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
+#define RE_UPPER_LOWER2 "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
 /* deepseek-llm's letter class: the cased letters of Unicode, as code point ranges */
-#define RE_DS_LETTERS                                                                             \
-    "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"          \
-    "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"       \
-    "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}"                \
-    "\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}"  \
-    "\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}"               \
-    "\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}"               \
-    "\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}"       \
-    "\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}"      \
-    "\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}"               \
-    "\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}"       \
-    "\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}"       \
-    "\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}"                 \
-    "\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}"                \
-    "\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}"               \
-    "\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}"               \
-    "\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}"           \
-    "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"       \
+#define RE_DS_LETTERS                                                                              \
+    "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"            \
+    "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"         \
+    "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}"                  \
+    "\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}"    \
+    "\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}"                 \
+    "\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}"                 \
+    "\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}"         \
+    "\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}"        \
+    "\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}"                 \
+    "\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}"         \
+    "\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}"         \
+    "\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}"                   \
+    "\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}"                  \
+    "\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}"                 \
+    "\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}"                 \
+    "\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}"             \
+    "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"         \
     "\\x{1E900}-\\x{1E943}]+"
 
 typedef struct pre_def {
@@ -68,12 +66,16 @@ static const pre_def pre_table[] = {
      {RE_LLAMA3}},
     {"dbrx|smaug-bpe", 0, {RE_LLAMA3}},
     {"chatglm-bpe|glm4", INF__PRE_NO_BOS, {RE_LLAMA3}},
-    {"deepseek-llm", 0,
+    {"deepseek-llm",
+     0,
      {"[\r\n]", RE_DS_LETTERS,
       "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
-      "\\s+$", RE_CJK, "\\p{N}+"}},
+      /* llama.cpp's "\\s+$"; the lookbehind and possessive form matches the same spans
+       * without quadratic backtracking on long inner whitespace runs */
+      "(?<!\\s)\\s++$", RE_CJK, "\\p{N}+"}},
     {"deepseek-coder", 0, {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"}},
-    {"deepseek-v3|hunyuan-dense", 0,
+    {"deepseek-v3|hunyuan-dense",
+     0,
      {"\\p{N}{1,3}", "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
       "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?"
       "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}},
@@ -87,19 +89,25 @@ static const pre_def pre_table[] = {
     {"qwen2|deepseek-r1-qwen|megrez|kormo|stablelm2|hunyuan|grok-2", 0, {RE_QWEN2}},
     {"poro-chat|bloom|gpt3-finnish", 0, {RE_PORO}},
     {"viking", 0, {RE_PORO, "\\p{N}"}},
-    {"tekken", INF__PRE_IGNORE_MERGES | INF__PRE_ADD_BOS,
+    {"tekken",
+     INF__PRE_IGNORE_MERGES | INF__PRE_ADD_BOS,
      {RE_UPPER_LOWER "|" RE_UPPER_LOWER2 "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
                      "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
-    {"chameleon", INF__PRE_ADD_BOS,
+    {"chameleon",
+     INF__PRE_ADD_BOS,
      {"<sentinel:[0-9]+>", "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z", "([\\t\\n]|    |  )", "\\p{N}",
       "[\\p{P}!-/:-@\\[-`{-~]", RE_GPT2}},
-    {"gpt-4o|llama4|minimax-m2", 0,
-     {RE_UPPER_LOWER RE_CONTRACT "?|" RE_UPPER_LOWER2 RE_CONTRACT
+    {"gpt-4o|llama4|minimax-m2",
+     0,
+     {RE_UPPER_LOWER RE_CONTRACT
+      "?|" RE_UPPER_LOWER2 RE_CONTRACT
       "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
-    {"bailingmoe|bailingmoe2|llada-moe", 0,
+    {"bailingmoe|bailingmoe2|llada-moe",
+     0,
      {"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"
       " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"}},
-    {"seed-coder", 0,
+    {"seed-coder",
+     0,
      {RE_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|"
                   "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
 };
@@ -121,7 +129,9 @@ static const pre_def *pre_lookup(const char *name) {
     return &pre_table[0]; /* unknown: llama.cpp's default list */
 }
 
-int inf__bpe_pre_flags(const char *pre) { return pre_lookup(pre)->flags; }
+int inf__bpe_pre_flags(const char *pre) {
+    return pre_lookup(pre)->flags;
+}
 
 int inf__bpe_init(inf_tokenizer *t) {
     /* GPT-2 bytes_to_unicode: printable bytes stand for themselves, the rest for 256 + k. */
@@ -143,14 +153,14 @@ int inf__bpe_init(inf_tokenizer *t) {
     for (int i = 0; i < (int)INF_ARRAY_LEN(d->re) && d->re[i]; i++) {
         int errcode;
         PCRE2_SIZE erroff;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)d->re[i], PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &errcode,
-                                       &erroff, NULL);
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)d->re[i], PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, NULL);
         if (!re) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(errcode, msg, sizeof msg);
-            return inf__err(INF_EINTERNAL, "pre-tokenizer '%s': regex %d: %s at %zu",
-                            t->pre_name, i, (const char *)msg, (size_t)erroff);
+            return inf__err(INF_EINTERNAL, "pre-tokenizer '%s': regex %d: %s at %zu", t->pre_name,
+                            i, (const char *)msg, (size_t)erroff);
         }
         (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
         t->re[t->n_re++] = re;
@@ -159,7 +169,8 @@ int inf__bpe_init(inf_tokenizer *t) {
 }
 
 void inf__bpe_free(inf_tokenizer *t) {
-    for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
+    for (int i = 0; i < t->n_re; i++)
+        pcre2_code_free(t->re[i]);
     t->n_re = 0;
 }
 
@@ -178,7 +189,8 @@ static bool cpt_decode(const unsigned char *s, size_t n, size_t i, uint32_t *cp,
     for (size_t k = 1; k < need; k++)
         if ((s[i + k] & 0xc0) != 0x80) return false;
     uint32_t v = need == 2 ? (c & 0x1fu) : need == 3 ? (c & 0x0fu) : (c & 0x07u);
-    for (size_t k = 1; k < need; k++) v = (v << 6) | (s[i + k] & 0x3fu);
+    for (size_t k = 1; k < need; k++)
+        v = (v << 6) | (s[i + k] & 0x3fu);
     *cp = v, *len = need;
     return true;
 }
@@ -263,12 +275,12 @@ static void spans_push(spans *s, size_t off, size_t len) {
     s->v[s->n++] = (span){off, len};
 }
 
-static int re_match(const pcre2_code *re, const char *subj, size_t len, size_t start,
-                    uint32_t opts, pcre2_match_data *md) {
+static int re_match(const pcre2_code *re, const char *subj, size_t len, size_t start, uint32_t opts,
+                    pcre2_match_data *md) {
     int rc = pcre2_match(re, (PCRE2_SPTR)subj, len, start, opts | PCRE2_NO_UTF_CHECK, md, NULL);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-        rc = pcre2_match(re, (PCRE2_SPTR)subj, len, start,
-                         opts | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
+        rc = pcre2_match(re, (PCRE2_SPTR)subj, len, start, opts | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                         md, NULL);
     return rc;
 }
 
@@ -287,7 +299,8 @@ static int split_regex(const pcre2_code *re, const char *M, const spans *in, spa
                 /* nothing non-empty where the empty match was: search on from the next char */
                 opts = 0;
                 pos++;
-                while (pos < len && ((unsigned char)subj[pos] & 0xc0) == 0x80) pos++;
+                while (pos < len && ((unsigned char)subj[pos] & 0xc0) == 0x80)
+                    pos++;
                 continue;
             }
             if (rc < 0) return inf__err(INF_EINTERNAL, "pre-tokenizer: regex error %d", rc);

@@ -43,13 +43,15 @@ static uint32_t next_cpt(const unsigned char *s, size_t n, size_t *i) {
     }
     size_t need = !(c & 0x40) ? 0 : !(c & 0x20) ? 2 : !(c & 0x10) ? 3 : !(c & 0x08) ? 4 : 0;
     bool ok = need && *i + need <= n;
-    for (size_t k = 1; ok && k < need; k++) ok = (s[*i + k] & 0xc0) == 0x80;
+    for (size_t k = 1; ok && k < need; k++)
+        ok = (s[*i + k] & 0xc0) == 0x80;
     if (!ok) {
         (*i)++;
         return 0xfffd;
     }
     uint32_t v = need == 2 ? (c & 0x1fu) : need == 3 ? (c & 0x0fu) : (c & 0x07u);
-    for (size_t k = 1; k < need; k++) v = (v << 6) | (s[*i + k] & 0x3fu);
+    for (size_t k = 1; k < need; k++)
+        v = (v << 6) | (s[*i + k] & 0x3fu);
     *i += need;
     return v;
 }
@@ -134,7 +136,8 @@ int inf__tok_build_pieces(inf_tokenizer *t) {
     inf__sb_putc(&sb, 0);
     if (sb.oom) goto oom;
     t->piece_pool = inf__sb_take(&sb);
-    for (int64_t i = 0; i < t->n_vocab; i++) t->piece[i] = t->piece_pool + off[i];
+    for (int64_t i = 0; i < t->n_vocab; i++)
+        t->piece[i] = t->piece_pool + off[i];
     free(off);
     return 0;
 oom:

@@ -228,12 +228,14 @@ static void split_on(const inf_tokenizer *t, const char *text, const frags *in, 
             size_t mpos = (size_t)(m - text);
             size_t left = mpos - base;
             if (attr & INF_TATTR_LSTRIP)
-                while (left > 0 && c_isspace(text[base + left - 1])) left--;
+                while (left > 0 && c_isspace(text[base + left - 1]))
+                    left--;
             if (left > 0) frags_push(out, -1, base, left);
             frags_push(out, id, 0, 0);
             size_t roff = mpos + plen, rlen = base + blen - roff;
             if (attr & INF_TATTR_RSTRIP)
-                while (rlen > 0 && c_isspace(text[roff])) roff++, rlen--;
+                while (rlen > 0 && c_isspace(text[roff]))
+                    roff++, rlen--;
             base = roff, blen = rlen;
             if (blen == 0) break;
         }
@@ -253,11 +255,11 @@ int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, b
         frags_push(&a, -1, 0, len);
         /* Which bytes occur at all: a token whose first byte is absent cannot match. */
         bool present[256] = {false};
-        for (size_t i = 0; i < len; i++) present[(unsigned char)text[i]] = true;
+        for (size_t i = 0; i < len; i++)
+            present[(unsigned char)text[i]] = true;
         for (int64_t s = 0; s < t->n_special && !a.oom && !b.oom; s++) {
             int32_t id = t->special[s];
-            if (!parse_special && (t->attr[id] & (INF_TATTR_CONTROL | INF_TATTR_UNKNOWN)))
-                continue;
+            if (!parse_special && (t->attr[id] & (INF_TATTR_CONTROL | INF_TATTR_UNKNOWN))) continue;
             if (t->len[id] > len || !present[(unsigned char)t->text[id][0]]) continue;
             split_on(t, text, &a, id, &b);
             frags tmp = a;

@@ -58,11 +58,11 @@ struct inf_tokenizer {
 
     /* token texts: text[i] (NUL-terminated copy, len[i] bytes) inside pool */
     char *pool;
-    const char **text;   /* [n_vocab] */
-    uint32_t *len;       /* [n_vocab] */
-    float *score;        /* [n_vocab] */
-    uint32_t *attr;      /* [n_vocab] INF_TATTR_* */
-    inf__smap tok_map;   /* text -> id */
+    const char **text; /* [n_vocab] */
+    uint32_t *len;     /* [n_vocab] */
+    float *score;      /* [n_vocab] */
+    uint32_t *attr;    /* [n_vocab] INF_TATTR_* */
+    inf__smap tok_map; /* text -> id */
     uint32_t max_token_len;
 
     /* pieces rendered with special tokens shown (llama.cpp's token_to_piece cache) */

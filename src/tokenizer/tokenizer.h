@@ -40,8 +40,11 @@ int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, b
  * length (like snprintf, no NUL), or a negative error for an invalid id. */
 int64_t inf_tokenizer_piece(const inf_tokenizer *t, int32_t tok, bool render_special, char *buf,
                             size_t cap);
-/* Decodes a token sequence as llama.cpp's detokenizer does (SPM: leading space of the first
- * piece after BOS dropped when the vocab adds a space prefix). *out new, NUL-terminated. */
+/* Decodes a token sequence: the pieces concatenated (control tokens rendered only with
+ * render_special). With add_space_prefix (SPM) the leading space of the first piece is dropped
+ * when that piece starts the sequence or directly follows a leading BOS, so decode(encode(x))
+ * == x. llama.cpp's clean-up of spaces before punctuation is not applied. Raw bytes: may be
+ * invalid UTF-8 (byte tokens). *out new (free with free()), NUL-terminated, *len excludes it. */
 int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
                          bool render_special, char **out, size_t *len);
 

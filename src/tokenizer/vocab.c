@@ -18,7 +18,9 @@
 
 /* ---- string map --------------------------------------------------------------------------- */
 
-static uint64_t smap_hash(const char *s, size_t n) { return inf__hash64(s, n, 0x9e3779b97f4a7c15ull); }
+static uint64_t smap_hash(const char *s, size_t n) {
+    return inf__hash64(s, n, 0x9e3779b97f4a7c15ull);
+}
 
 int inf__smap_build(inf__smap *m, const char *const *keys, const uint32_t *lens, int64_t n) {
     memset(m, 0, sizeof *m);
@@ -155,9 +157,12 @@ static void sort_special(inf_tokenizer *t, int32_t *v, int32_t *tmp, int64_t n) 
     sort_special(t, v, tmp, h);
     sort_special(t, v + h, tmp, n - h);
     int64_t i = 0, j = h, k = 0;
-    while (i < h && j < n) tmp[k++] = cmp_special(&v[i], &v[j], t) <= 0 ? v[i++] : v[j++];
-    while (i < h) tmp[k++] = v[i++];
-    while (j < n) tmp[k++] = v[j++];
+    while (i < h && j < n)
+        tmp[k++] = cmp_special(&v[i], &v[j], t) <= 0 ? v[i++] : v[j++];
+    while (i < h)
+        tmp[k++] = v[i++];
+    while (j < n)
+        tmp[k++] = v[j++];
     memcpy(v, tmp, (size_t)n * sizeof *v);
 }
 
@@ -263,13 +268,14 @@ static int load_tokens(inf_tokenizer *t, const inf_gguf *g) {
             int32_t v;
             memcpy(&v, (const char *)data + 4 * i, 4);
             static const uint32_t map[] = {
-                INF_TATTR_UNDEFINED, INF_TATTR_NORMAL,       INF_TATTR_UNKNOWN, INF_TATTR_CONTROL,
+                INF_TATTR_UNDEFINED,    INF_TATTR_NORMAL, INF_TATTR_UNKNOWN, INF_TATTR_CONTROL,
                 INF_TATTR_USER_DEFINED, INF_TATTR_UNUSED, INF_TATTR_BYTE,
             };
             t->attr[i] = v >= 0 && v < (int32_t)INF_ARRAY_LEN(map) ? map[v] : INF_TATTR_UNDEFINED;
         }
     } else if (rc == INF_ENOTFOUND) {
-        for (int64_t i = 0; i < t->n_vocab; i++) t->attr[i] = INF_TATTR_NORMAL;
+        for (int64_t i = 0; i < t->n_vocab; i++)
+            t->attr[i] = INF_TATTR_NORMAL;
     } else {
         return rc;
     }
@@ -374,31 +380,57 @@ static int load_specials(inf_tokenizer *t, const inf_gguf *g) {
 
     /* Text-based detection (llama.cpp: "auto-detect special tokens by text"). */
     static const char *const eot_texts[] = {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-        "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
-        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+        "<|eot_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<EOT>",
+        "_<EOT>",
+        "[EOT]",
+        "<\xef\xbd\x9c"
+        "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
         "<end_of_utterance>",
     };
     static const char *const eom_texts[] = {"<|eom_id|>"};
     static const char *const pre_texts[] = {
-        "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>", "\xe2\x96\x81<PRE>",
+        "<|fim_prefix|>",
+        "<fim-prefix>",
+        "<fim_prefix>",
+        "<\xef\xbd\x9c"
+        "fim\xe2\x96\x81"
+        "begin\xef\xbd\x9c>",
+        "<PRE>",
+        "\xe2\x96\x81<PRE>",
         "<|code_prefix|>",
     };
     static const char *const suf_texts[] = {
-        "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>", "<SUF>", "\xe2\x96\x81<SUF>",
+        "<|fim_suffix|>",
+        "<fim-suffix>",
+        "<fim_suffix>",
+        "<\xef\xbd\x9c"
+        "fim\xe2\x96\x81"
+        "hole\xef\xbd\x9c>",
+        "<SUF>",
+        "\xe2\x96\x81<SUF>",
         "<|code_suffix|>",
     };
     static const char *const mid_texts[] = {
-        "<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>", "\xe2\x96\x81<MID>",
+        "<|fim_middle|>",
+        "<fim-middle>",
+        "<fim_middle>",
+        "<\xef\xbd\x9c"
+        "fim\xe2\x96\x81"
+        "end\xef\xbd\x9c>",
+        "<MID>",
+        "\xe2\x96\x81<MID>",
         "<|code_middle|>",
     };
     static const char *const pad_texts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
                                             "[PAD]"};
-    static const char *const rep_texts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
-                                            "<REPO>", "<reponame>"};
+    static const char *const rep_texts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
+                                            "<reponame>"};
     static const char *const sep_texts[] = {"<|file_sep|>"};
     detect_by_text(t, &t->eot, eot_texts, INF_ARRAY_LEN(eot_texts));
     detect_by_text(t, &t->eom, eom_texts, INF_ARRAY_LEN(eom_texts));
@@ -414,9 +446,13 @@ static int load_specials(inf_tokenizer *t, const inf_gguf *g) {
     set_eog(t, t->fim_rep);
     set_eog(t, t->fim_sep);
     static const char *const eog_texts[] = {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>",
-        "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-        "<end_of_utterance>",
+        "<|eot_id|>",      "<|im_end|>",
+        "<|end|>",         "<|return|>",
+        "<|call|>",        "<end_of_turn>",
+        "<|endoftext|>",   "<|eom_id|>",
+        "<EOT>",           "_<EOT>",
+        "[EOT]",           "[EOS]",
+        "<|end_of_text|>", "<end_of_utterance>",
     };
     for (size_t i = 0; i < INF_ARRAY_LEN(eog_texts); i++) {
         int32_t id = find_text(t, eog_texts[i]);
@@ -471,15 +507,16 @@ static void name_quirks(inf_tokenizer *t, const inf_gguf *g) {
     const char *arch = NULL;
     size_t alen = 0;
     if (inf_gguf_get_str(g, "general.architecture", &arch, &alen) < 0) arch = NULL, alen = 0;
-    bool mask_lstrip = strstr(pre, "jina-v2-de") || strstr(pre, "jina-v2-es") ||
-                       strstr(pre, "jina-v2-code") ||
-                       (arch && (contains_ci(arch, alen, "nomic-bert-moe") ||
-                                 contains_ci(arch, alen, "jina-bert-v3")));
+    bool mask_lstrip =
+        strstr(pre, "jina-v2-de") || strstr(pre, "jina-v2-es") || strstr(pre, "jina-v2-code") ||
+        (arch &&
+         (contains_ci(arch, alen, "nomic-bert-moe") || contains_ci(arch, alen, "jina-bert-v3")));
     if (mask_lstrip) {
         int32_t id = find_text(t, "<mask>");
         if (id >= 0) t->attr[id] |= INF_TATTR_LSTRIP;
     } else if (name && (contains_ci(name, nlen, "phi-3") || contains_ci(name, nlen, "phi3"))) {
-        for (int64_t i = 0; i < t->n_special; i++) t->attr[t->special[i]] |= INF_TATTR_RSTRIP;
+        for (int64_t i = 0; i < t->n_special; i++)
+            t->attr[t->special[i]] |= INF_TATTR_RSTRIP;
         int32_t id = find_text(t, "</s>");
         if (id >= 0) t->attr[id] |= INF_TATTR_RSTRIP;
         static const char *const off[] = {"<unk>", "<s>", "<|endoftext|>"};
@@ -561,15 +598,33 @@ void inf_tokenizer_free(inf_tokenizer *t) {
 
 /* ---- accessors ---------------------------------------------------------------------------- */
 
-int inf_tokenizer_kind(const inf_tokenizer *t) { return t->kind; }
-int64_t inf_tokenizer_n_vocab(const inf_tokenizer *t) { return t->n_vocab; }
-int32_t inf_tokenizer_bos(const inf_tokenizer *t) { return t->bos; }
-int32_t inf_tokenizer_eos(const inf_tokenizer *t) { return t->eos; }
-int32_t inf_tokenizer_eot(const inf_tokenizer *t) { return t->eot; }
-bool inf_tokenizer_add_bos(const inf_tokenizer *t) { return t->add_bos; }
-bool inf_tokenizer_add_eos(const inf_tokenizer *t) { return t->add_eos; }
-bool inf_tokenizer_add_space_prefix(const inf_tokenizer *t) { return t->add_space_prefix; }
-const char *inf_tokenizer_pre(const inf_tokenizer *t) { return t->pre_name; }
+int inf_tokenizer_kind(const inf_tokenizer *t) {
+    return t->kind;
+}
+int64_t inf_tokenizer_n_vocab(const inf_tokenizer *t) {
+    return t->n_vocab;
+}
+int32_t inf_tokenizer_bos(const inf_tokenizer *t) {
+    return t->bos;
+}
+int32_t inf_tokenizer_eos(const inf_tokenizer *t) {
+    return t->eos;
+}
+int32_t inf_tokenizer_eot(const inf_tokenizer *t) {
+    return t->eot;
+}
+bool inf_tokenizer_add_bos(const inf_tokenizer *t) {
+    return t->add_bos;
+}
+bool inf_tokenizer_add_eos(const inf_tokenizer *t) {
+    return t->add_eos;
+}
+bool inf_tokenizer_add_space_prefix(const inf_tokenizer *t) {
+    return t->add_space_prefix;
+}
+const char *inf_tokenizer_pre(const inf_tokenizer *t) {
+    return t->pre_name;
+}
 
 bool inf_tokenizer_is_eog(const inf_tokenizer *t, int32_t tok) {
     return tok >= 0 && tok < t->n_vocab && (t->attr[tok] & INF_TATTR_EOG);

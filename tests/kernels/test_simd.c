@@ -238,11 +238,11 @@ static void test_mm_kernels(void **state) {
             make_weights(&rng, &c, types[ti], n_in, n_out);
             float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
             rand_floats(&rng, x, n_in * n_tok, 1.0f);
-            size_t astride = (k->act_size(n_in) + 63) & ~(size_t)63;
-            uint8_t *act = aligned_alloc(64, astride * (size_t)n_tok);
-            for (int64_t t = 0; t < n_tok; t++) k->act_prep(x + t * n_in, act + astride * t, n_in);
+            size_t asz = (k->act_size(n_in, n_tok) + 63) & ~(size_t)63;
+            uint8_t *act = aligned_alloc(64, asz);
+            for (int64_t t = n_tok - 1; t >= 0; t--) k->act_prep(x + t * n_in, act, n_in, t);
             float *y = malloc((size_t)(n_out * n_tok) * sizeof(float));
-            k->run(n_in, c.w, c.rs, n_out, act, astride, n_tok, y, n_out);
+            k->run(n_in, c.w, c.rs, n_out, act, n_tok, y, n_out);
             size_t vrs = inf_type_row_size(ref->vec_dot_type, n_in);
             void *qx = malloc(vrs);
             for (int64_t t = 0; t < n_tok; t++) {
@@ -397,6 +397,60 @@ static void test_matmul_big(void **state) {
     inf_pool_destroy(p2);
 }
 
+/* A repacked copy of the weights gives bitwise-identical matmuls. */
+static void test_repack(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 31);
+    inf_pool *p2 = NULL;
+    assert_int_equal(inf_pool_create(2, &p2), 0);
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16, INF_TYPE_Q4_K};
+    const int64_t shapes[][2] = {{32 * 67, 45}, {32 * 64, 64}, {256, 301}, {32 * 3, 17}};
+    for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+        for (size_t si = 0; si < INF_ARRAY_LEN(shapes); si++) {
+            const int64_t n_in = shapes[si][0], n_out = shapes[si][1];
+            if (n_in % inf_type_traits_ref(types[ti])->blck_size) continue;
+            struct mm_case c;
+            make_weights(&rng, &c, types[ti], n_in, n_out);
+            inf_tensor W = {.type = c.type, .ne = {n_in, n_out, 1, 1},
+                            .nb = {0, c.rs, c.rs * (size_t)n_out, c.rs * (size_t)n_out},
+                            .data = c.w, .name = "w"};
+            inf_tensor R;
+            void *mem = NULL;
+            assert_int_equal(inf_matmul_repack(p2, &W, &R, &mem), 0);
+            if (inf_kernels_isa() == INF_ISA_AVX512 &&
+                (c.type == INF_TYPE_Q4_0 || c.type == INF_TYPE_Q8_0)) {
+                assert_non_null(mem);
+                assert_int_not_equal(R.type, W.type);
+            } else {
+                assert_null(mem);
+                assert_memory_equal(&R, &W, sizeof(W));
+            }
+            const int64_t toks[] = {1, 5, 37};
+            for (size_t k = 0; k < INF_ARRAY_LEN(toks); k++) {
+                const int64_t n_tok = toks[k];
+                float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
+                rand_floats(&rng, x, n_in * n_tok, 1.0f);
+                float *ya = malloc((size_t)(n_out * n_tok) * sizeof(float));
+                float *yb = malloc((size_t)(n_out * n_tok) * sizeof(float));
+                size_t sz = inf_matmul_scratch_size(c.type, n_in, n_tok);
+                void *scr = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+                inf_matmul(p2, &W, x, n_tok, ya, n_out, scr);
+                inf_matmul(p2, &R, x, n_tok, yb, n_out, scr);
+                if (memcmp(ya, yb, (size_t)(n_out * n_tok) * sizeof(float)) != 0) {
+                    fail_msg("repacked %s %lldx%lld n_tok=%lld differs",
+                             inf_type_traits_ref(c.type)->name, (long long)n_out, (long long)n_in,
+                             (long long)n_tok);
+                }
+                free(scr), free(ya), free(yb), free(x);
+            }
+            free(mem);
+            free_weights(&c);
+        }
+    }
+    inf_pool_destroy(p2);
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     int isa = inf_kernels_isa();
@@ -441,6 +495,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_dispatch),
             cmocka_unit_test(test_matmul),
             cmocka_unit_test(test_matmul_big),
+            cmocka_unit_test(test_repack),
         };
         return cmocka_run_group_tests_name(env, tests, setup, NULL);
     }
@@ -448,6 +503,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dispatch),   cmocka_unit_test(test_vec_dot),
         cmocka_unit_test(test_quantizers), cmocka_unit_test(test_mm_kernels),
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_big),
+        cmocka_unit_test(test_repack),
     };
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     const inf_cpu_features *f = inf__cpu_features();

@@ -62,7 +62,8 @@ static void check_invariants(const inf_kvpool *p) {
                          q);
     }
     int32_t n_hashed = 0;
-    for (int32_t i = 0; i < p->n_pages; i++) n_hashed += p->hashed[i];
+    for (int32_t i = 0; i < p->n_pages; i++)
+        n_hashed += p->hashed[i];
     assert_int_equal(in_map, n_hashed);
     free(seen);
 }
@@ -94,7 +95,8 @@ static void test_alloc_until_empty(void **state) {
     assert_int_equal(inf__kvpool_n_used(&p), 10);
     assert_int_equal(inf__kvpool_n_available(&p), 0);
     check_invariants(&p);
-    for (int32_t q = 0; q < 10; q++) inf__kvpool_unref(&p, q);
+    for (int32_t q = 0; q < 10; q++)
+        inf__kvpool_unref(&p, q);
     assert_int_equal(p.n_free, 10);
     assert_int_equal(inf__kvpool_n_used(&p), 0);
     check_invariants(&p);
@@ -160,36 +162,42 @@ static void test_random_ops(void **state) {
     inf_kvpool p;
     assert_int_equal(inf__kvpool_init(&p, N, P), 0);
     int32_t held[4 * N];
-    int n_held = 0;
+    int n_held = 0, n_evict_checks = 0;
     inf_rng rng;
     inf__rng_seed(&rng, 1234);
     for (int it = 0; it < 20000; it++) {
-        unsigned op = (unsigned)(inf__rng_next(&rng) % 4);
-        if (op == 0 || n_held == 0) {
+        unsigned op = (unsigned)(inf__rng_next(&rng) % 5); /* unref twice as likely */
+        if ((op == 0 || n_held == 0) && n_held < 4 * N) {
             int32_t q = inf__kvpool_alloc(&p);
             if (q < 0) {
                 assert_int_equal(inf__kvpool_n_available(&p), 0);
                 continue;
             }
+            n_evict_checks += p.n_free == 0;
             held[n_held++] = q;
+        } else if (n_held == 0) {
+            continue;
         } else if (op == 1 && n_held < 4 * N) {
             int32_t q = held[inf__rng_next(&rng) % (uint64_t)n_held];
             inf__kvpool_ref(&p, q);
             held[n_held++] = q;
-        } else if (op == 2) {
+        } else if (op == 2 || op == 3) {
             int i = (int)(inf__rng_next(&rng) % (uint64_t)n_held);
             inf__kvpool_unref(&p, held[i]);
             held[i] = held[--n_held];
         } else {
             int32_t q = held[inf__rng_next(&rng) % (uint64_t)n_held];
             int32_t toks[P];
-            for (int j = 0; j < P; j++) toks[j] = (int32_t)(inf__rng_next(&rng) % 3);
+            for (int j = 0; j < P; j++)
+                toks[j] = (int32_t)(inf__rng_next(&rng) % 3);
             uint64_t h;
             inf__kvpool_publish(&p, q, inf__rng_next(&rng) % 4, toks, &h);
         }
         if (it % 97 == 0) check_invariants(&p);
     }
-    while (n_held > 0) inf__kvpool_unref(&p, held[--n_held]);
+    assert_true(p.n_evictions > 0 && n_evict_checks > 0); /* the cache path was exercised */
+    while (n_held > 0)
+        inf__kvpool_unref(&p, held[--n_held]);
     assert_int_equal(inf__kvpool_n_used(&p), 0);
     assert_int_equal(p.n_free + p.n_cached, N);
     check_invariants(&p);

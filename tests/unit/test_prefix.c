@@ -119,12 +119,14 @@ static void test_lru_eviction_order(void **state) {
     assert_int_equal(inf__kvpool_init(&p, 4, P), 0);
     int32_t s[4][4], pg[4];
     for (int i = 0; i < 4; i++) {
-        for (int j = 0; j < 4; j++) s[i][j] = 10 * i + j;
+        for (int j = 0; j < 4; j++)
+            s[i][j] = 10 * i + j;
         publish_seq(&p, s[i], 4, &pg[i]);
     }
     /* release in order 2, 0, 3, 1: that is the LRU order */
     int order[4] = {2, 0, 3, 1};
-    for (int i = 0; i < 4; i++) inf__kvpool_unref(&p, pg[order[i]]);
+    for (int i = 0; i < 4; i++)
+        inf__kvpool_unref(&p, pg[order[i]]);
     assert_int_equal(p.n_free, 0);
     assert_int_equal(p.n_cached, 4);
     /* touching 0 (a hit) and releasing it again makes it most recent: 2, 3, 1, 0 */
@@ -136,7 +138,8 @@ static void test_lru_eviction_order(void **state) {
         int32_t q = inf__kvpool_alloc(&p);
         assert_int_equal(q, pg[expect[i]]);
         assert_int_equal(walk(&p, s[expect[i]], 4, NULL), 0); /* evicted: no longer found */
-        for (int j = i + 1; j < 4; j++) assert_int_equal(walk(&p, s[expect[j]], 4, NULL), 1);
+        for (int j = i + 1; j < 4; j++)
+            assert_int_equal(walk(&p, s[expect[j]], 4, NULL), 1);
     }
     assert_int_equal(p.n_evictions, 4);
     assert_int_equal(inf__kvpool_alloc(&p), -1);
@@ -152,14 +155,17 @@ static void test_map_deletions_keep_entries_findable(void **state) {
     assert_int_equal(inf__kvpool_init(&p, N, P), 0);
     int32_t toks[N][P], pages[N];
     for (int i = 0; i < N; i++) {
-        for (int j = 0; j < P; j++) toks[i][j] = i * 7 + j;
+        for (int j = 0; j < P; j++)
+            toks[i][j] = i * 7 + j;
         pages[i] = inf__kvpool_alloc(&p);
         uint64_t h;
         assert_int_equal(inf__kvpool_publish(&p, pages[i], INF_KV_ROOT_HASH, toks[i], &h), 1);
     }
-    for (int i = 0; i < N; i++) inf__kvpool_unref(&p, pages[i]);
+    for (int i = 0; i < N; i++)
+        inf__kvpool_unref(&p, pages[i]);
     /* evict half (the oldest), check the rest */
-    for (int i = 0; i < N / 2; i++) assert_int_equal(inf__kvpool_alloc(&p), pages[i]);
+    for (int i = 0; i < N / 2; i++)
+        assert_int_equal(inf__kvpool_alloc(&p), pages[i]);
     for (int i = 0; i < N; i++)
         assert_int_equal(inf__kvpool_lookup(&p, INF_KV_ROOT_HASH, toks[i]),
                          i < N / 2 ? -1 : pages[i]);

@@ -47,7 +47,8 @@ static void fx_free(fixture *f) {
 static inf_seq *fx_seq(fixture *f, uint64_t id, int base, int n, int cap) {
     int32_t toks[256];
     assert_true(n <= 256);
-    for (int i = 0; i < n; i++) toks[i] = base + i;
+    for (int i = 0; i < n; i++)
+        toks[i] = base + i;
     inf_seq *s = calloc(1, sizeof *s);
     assert_non_null(s);
     assert_int_equal(inf__seq_init(s, toks, n, cap, f->pool.page_tokens), 0);
@@ -254,7 +255,8 @@ static void test_prefix_reuse_at_admission(void **state) {
     inf__sched_commit(&f.s);
     fx_sample(&f);
     /* a finishes; the shared pages stay used by b and c */
-    while (a->state != INF_SEQ_FINISHED) fx_step(&f);
+    while (a->state != INF_SEQ_FINISHED)
+        fx_step(&f);
     assert_int_equal(f.pool.ref[b->pages[0]], 2);
     assert_int_equal(f.pool.ref[b->pages[1]], 1);
     fx_free(&f);
@@ -297,7 +299,8 @@ static void test_self_preemption(void **state) {
     fixture f;
     fx_init(&f, 2, 4, 4, 64, false);
     inf_seq *a = fx_seq(&f, 1, 0, 3, 100);
-    for (int i = 0; i < 20 && f.s.n_preemptions == 0; i++) fx_step(&f);
+    for (int i = 0; i < 20 && f.s.n_preemptions == 0; i++)
+        fx_step(&f);
     assert_int_equal(f.s.n_preemptions, 1);
     assert_int_equal(a->n_tokens, 9); /* positions 0..7 filled both pages */
     assert_int_equal(a->state, INF_SEQ_QUEUED);
@@ -326,8 +329,8 @@ static inf_model *load_model(void) {
     return m;
 }
 
-static const char *prompts[] = {"Once upon a time", "The cat", "Lily and Tom", "One day",
-                                "The sun was", "Tim had a big"};
+static const char *prompts[] = {"Once upon a time", "The cat",     "Lily and Tom",
+                                "One day",          "The sun was", "Tim had a big"};
 
 static void test_engine_cancellations(void **state) {
     (void)state;
@@ -442,7 +445,8 @@ static void test_engine_batch_invariance_and_outputs(void **state) {
     }
     /* all together, plus an embedding request and a logprobs request in the same batch */
     uint64_t ids[6], id_embed, id_lp;
-    for (int p = 0; p < 6; p++) submit_greedy(e, prompts[p], NT, &ids[p]);
+    for (int p = 0; p < 6; p++)
+        submit_greedy(e, prompts[p], NT, &ids[p]);
     inf_request_params rp = inf_request_params_default();
     rp.prompt_text = "Once upon a time there was a dog";
     rp.embed = true;
@@ -461,7 +465,8 @@ static void test_engine_batch_invariance_and_outputs(void **state) {
             assert_int_equal(ev.type, INF_EVENT_FINISH);
             assert_int_equal(ev.n_embd, info.n_embd);
             double norm = 0;
-            for (int64_t d = 0; d < ev.n_embd; d++) norm += (double)ev.embedding[d] * ev.embedding[d];
+            for (int64_t d = 0; d < ev.n_embd; d++)
+                norm += (double)ev.embedding[d] * ev.embedding[d];
             assert_true(fabs(norm - 1.0) < 1e-4);
             assert_true(ev.usage.prompt_tokens > 1);
         } else if (ev.id == id_lp && ev.type == INF_EVENT_DELTA) {
@@ -506,7 +511,8 @@ static void test_engine_rejects_bad_requests(void **state) {
     inf_request_params rp = inf_request_params_default();
     assert_int_equal(inf_engine_submit(e, &rp, &id), INF_EINVAL); /* no prompt */
     int32_t toks[40];
-    for (int i = 0; i < 40; i++) toks[i] = 1 + i;
+    for (int i = 0; i < 40; i++)
+        toks[i] = 1 + i;
     rp.prompt = toks;
     rp.n_prompt = 32;
     assert_int_equal(inf_engine_submit(e, &rp, &id), INF_ECONTEXT);
@@ -545,7 +551,8 @@ static void test_engine_rejects_bad_requests(void **state) {
     assert_int_equal(n, 2);
     /* destroy with requests in flight */
     rp.n_prompt = 4;
-    for (int i = 0; i < 2; i++) inf_engine_submit(e, &rp, &id);
+    for (int i = 0; i < 2; i++)
+        inf_engine_submit(e, &rp, &id);
     inf_engine_destroy(e);
     inf_model_free(m);
 }

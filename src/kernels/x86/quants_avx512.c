@@ -42,165 +42,534 @@ typedef int32_t i32u __attribute__((aligned(1), may_alias));
 
 /* ==== row-lane kernel for q4_0 / q8_0 weights ============================================== */
 
-#define RL_ROWS 16      /* weight rows per zmm */
-#define RL_SLAB 32      /* blocks repacked at a time */
-#define RL_TMAX 8       /* tokens per register tile */
+/* Blocks are taken in pairs: a q4_0 pair is 36 bytes = 9 dwords, a q8_0 pair 68 bytes = 17
+ * dwords, so a pair's "raw" dwords transpose straight from memory (16-byte loads of 16 rows and
+ * unpacks) without realigning the 2-byte scales. The scale bytes sit inside raw dwords 0 and 4
+ * (q4_0) or 0 and 8 (q8_0); the activation bytes facing them are zero, so they add nothing.
+ * Weight vectors of a pair, in order (block A first, then B):
+ *   q4_0: lo nibbles of raw 0..4, hi nibbles of raw 0..4 | lo of raw 5..8, hi of raw 5..8 (18)
+ *   q8_0: raw 0..8 | raw 9..16, each byte + 128 (17)
+ * A lone last block (odd block count) reads only its own bytes. */
+#define RL_ROWS 16 /* weight rows per zmm */
+#define RL_SLAB 16 /* pairs repacked at a time */
+#define RL_T 8     /* tokens per activation tile = per register tile */
+#define RL_NW(q8) ((q8) ? 17 : 18)
+#define RL_NA(q8) ((q8) ? 9 : 10) /* vectors of block A */
 
-/* Prepared activation row: int8 q[nb * 32] | float d[nb] | int32 off[nb]. */
-static size_t rl_act_size(int64_t n_in) { return (size_t)(n_in / 32) * 40; }
+/* Prepared activations, in tiles of RL_T tokens so one pointer walks a whole token tile:
+ *   tile [ceil(n_tok / 8)] { pair [np] { int8 x[8][NW][4]; float d[2][8]; int32 off[2][8]; } }
+ * x: each token's reference q8_0 quantization laid out to face the weight vectors; d: block
+ * scales (f16-rounded); off = -8 * sum(q) (q4_0) or -128 * sum(q) (q8_0) per block. */
+static size_t rl_pair_bytes(int q8) { return (size_t)RL_T * RL_NW(q8) * 4 + 128; }
 
-static ALWAYS_INLINE void rl_prep(const float *restrict x, void *restrict out, int64_t n_in,
-                                  int shift_mul) {
-    const int64_t nb = n_in / 32;
-    int8_t *q = out;
-    float *d = (float *)(q + nb * 32);
-    int32_t *off = (int32_t *)(d + nb);
-    for (int64_t b = 0; b < nb; b++, x += 32) {
-        /* The reference q8_0 quantization: same d, same rounding. */
-        const float db = t_absmax32(x) / 127.0f;
-        const float id = db != 0.0f ? 1.0f / db : 0.0f;
-        __m256i qv = t_quant32(x, id);
-        _mm256_storeu_si256((__m256i *)(q + b * 32), qv);
-        d[b] = t_fp16(t_to_fp16(db));
-        off[b] = -shift_mul * t_sum_i8(qv);
+static size_t rl_act_size_q(int q8, int64_t n_in, int64_t n_tok) {
+    size_t tiles = (size_t)((n_tok + RL_T - 1) / RL_T), np = (size_t)(n_in / 32 + 1) / 2;
+    size_t per, total;
+    if (inf__mul_overflow(np, rl_pair_bytes(q8), &per) || inf__mul_overflow(per, tiles, &total))
+        return 0;
+    return total;
+}
+static size_t rl_act_size_q4_0(int64_t n_in, int64_t n_tok) { return rl_act_size_q(0, n_in, n_tok); }
+static size_t rl_act_size_q8_0(int64_t n_in, int64_t n_tok) { return rl_act_size_q(1, n_in, n_tok); }
+
+/* Source of each activation byte of a pair's vectors: element index within the pair (0..63,
+ * block B from 32) or -1 for a byte facing a scale. */
+static int8_t rl_src_q4[18 * 4], rl_src_q8[17 * 4];
+static pthread_once_t rl_src_once = PTHREAD_ONCE_INIT;
+
+static void rl_src_init(void) {
+    for (int v = 0; v < 18; v++) {
+        /* vector v: raw dword j, low (0) or high (1) nibble */
+        int j = v < 10 ? v % 5 : 5 + (v - 10) % 4;
+        int hi = v < 10 ? v / 5 : (v - 10) / 4;
+        for (int i = 0; i < 4; i++) {
+            int p = 4 * j + i; /* raw byte in the 36-byte pair */
+            int src = -1;
+            if (p >= 2 && p < 18) src = (p - 2) + 16 * hi;
+            else if (p >= 20) src = 32 + (p - 20) + 16 * hi;
+            rl_src_q4[4 * v + i] = (int8_t)src;
+        }
+    }
+    for (int p = 0; p < 68; p++) {
+        int src = -1;
+        if (p >= 2 && p < 34) src = p - 2;
+        else if (p >= 36) src = 32 + (p - 36);
+        rl_src_q8[p] = (int8_t)src;
     }
 }
 
-static void rl_prep_q4_0(const float *restrict x, void *restrict out, int64_t n_in) {
-    rl_prep(x, out, n_in, 8);
-}
-static void rl_prep_q8_0(const float *restrict x, void *restrict out, int64_t n_in) {
-    rl_prep(x, out, n_in, 128);
+static ALWAYS_INLINE void rl_prep(int q8, const float *restrict x, void *restrict act, int64_t n_in,
+                                  int64_t t) {
+    const int64_t nb = n_in / 32, np = (nb + 1) / 2;
+    const int nw = RL_NW(q8), lane = (int)(t % RL_T);
+    const int shift_mul = q8 ? 128 : 8;
+    const int8_t *src = q8 ? rl_src_q8 : rl_src_q4;
+    uint8_t *pair = (uint8_t *)act + (size_t)(t / RL_T) * (size_t)np * rl_pair_bytes(q8);
+    for (int64_t p = 0; p < np; p++, pair += rl_pair_bytes(q8)) {
+        int8_t q[64];
+        float dd[2] = {0.0f, 0.0f};
+        int32_t off[2] = {0, 0};
+        for (int h = 0; h < 2; h++) {
+            const int64_t b = 2 * p + h;
+            if (b >= nb) {
+                memset(q + 32 * h, 0, 32);
+                continue;
+            }
+            const float *xb = x + b * 32;
+            const float db = t_absmax32(xb) / 127.0f;
+            const float id = db != 0.0f ? 1.0f / db : 0.0f;
+            __m256i qv = t_quant32(xb, id);
+            _mm256_storeu_si256((__m256i *)(q + 32 * h), qv);
+            dd[h] = t_fp16(t_to_fp16(db));
+            off[h] = -shift_mul * t_sum_i8(qv);
+        }
+        int8_t *xo = (int8_t *)pair + (size_t)lane * nw * 4;
+        for (int i = 0; i < nw * 4; i++) xo[i] = src[i] < 0 ? 0 : q[src[i]];
+        float *dp = (float *)(pair + (size_t)RL_T * nw * 4);
+        int32_t *op = (int32_t *)(dp + 16);
+        dp[lane] = dd[0];
+        dp[RL_T + lane] = dd[1];
+        op[lane] = off[0];
+        op[RL_T + lane] = off[1];
+    }
 }
 
-/* Repacked slab: per block, 8 zmm of weight bytes then one zmm of 16 row scales. */
+static void rl_prep_q4_0(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    rl_prep(0, x, act, n_in, t);
+}
+static void rl_prep_q8_0(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    rl_prep(1, x, act, n_in, t);
+}
+
+/* Repacked pair of 16 rows: weight vectors then the two blocks' row scales. */
 typedef struct {
-    __m512i w[8];
-    __m512 d;
-} rl_block;
+    __m512i w[18];
+    __m512 d[2];
+} rl_pair;
 
-/* Repacks blocks [b0, b0 + nblk) of 16 rows (row r at base + vidx[r]). */
-static ALWAYS_INLINE void rl_repack(int q8, const uint8_t *base, __m512i vidx, int64_t b0,
-                                    int nblk, rl_block *out) {
-    const size_t bsz = q8 ? sizeof(inf_block_q8_0) : sizeof(inf_block_q4_0);
+/* Dwords o..o+3 (byte offset o) of 16 rows -> 4 vectors, lane r = row r's dword. */
+static ALWAYS_INLINE void rl_t4(const uint8_t *const rp[RL_ROWS], size_t o, __m512i out[4]) {
+#define RL_L(r) _mm_loadu_si128((const __m128i *)(rp[r] + o))
+    __m512i z0 = _mm512_castsi128_si512(RL_L(0)), z1 = _mm512_castsi128_si512(RL_L(1));
+    __m512i z2 = _mm512_castsi128_si512(RL_L(2)), z3 = _mm512_castsi128_si512(RL_L(3));
+    z0 = _mm512_inserti32x4(z0, RL_L(4), 1);
+    z1 = _mm512_inserti32x4(z1, RL_L(5), 1);
+    z2 = _mm512_inserti32x4(z2, RL_L(6), 1);
+    z3 = _mm512_inserti32x4(z3, RL_L(7), 1);
+    z0 = _mm512_inserti32x4(z0, RL_L(8), 2);
+    z1 = _mm512_inserti32x4(z1, RL_L(9), 2);
+    z2 = _mm512_inserti32x4(z2, RL_L(10), 2);
+    z3 = _mm512_inserti32x4(z3, RL_L(11), 2);
+    z0 = _mm512_inserti32x4(z0, RL_L(12), 3);
+    z1 = _mm512_inserti32x4(z1, RL_L(13), 3);
+    z2 = _mm512_inserti32x4(z2, RL_L(14), 3);
+    z3 = _mm512_inserti32x4(z3, RL_L(15), 3);
+#undef RL_L
+    __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
+    __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
+    out[0] = _mm512_unpacklo_epi64(t0, t2);
+    out[1] = _mm512_unpackhi_epi64(t0, t2);
+    out[2] = _mm512_unpacklo_epi64(t1, t3);
+    out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+static ALWAYS_INLINE __m512 rl_half_to_ps(__m512i lo16) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lo16));
+}
+
+/* Repacks pairs [p0, p0 + n) of 16 rows. */
+static ALWAYS_INLINE void rl_repack(int q8, const uint8_t *const rp[RL_ROWS], __m512i vidx,
+                                    int64_t p0, int n, int64_t nb, rl_pair *out) {
+    const size_t psz = q8 ? 68 : 36;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
-    for (int i = 0; i < nblk; i++) {
-        const uint8_t *blk = base + (size_t)(b0 + i) * bsz;
-        __m512i dg = _mm512_i32gather_epi32(vidx, blk, 1);
-        out[i].d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dg));
+    for (int i = 0; i < n; i++) {
+        const int64_t p = p0 + i;
+        const size_t o = (size_t)p * psz;
+        const int full = 2 * p + 1 < nb;
+        __m512i raw[17];
         if (q8) {
-            for (int j = 0; j < 8; j++) {
-                __m512i g = _mm512_i32gather_epi32(vidx, blk + 2 + 4 * j, 1);
-                out[i].w[j] = _mm512_xor_si512(g, x80);
+            rl_t4(rp, o, raw);
+            rl_t4(rp, o + 16, raw + 4);
+            if (full) {
+                rl_t4(rp, o + 32, raw + 8);
+                rl_t4(rp, o + 48, raw + 12);
+                raw[16] = _mm512_i32gather_epi32(vidx, rp[0] + o + 64, 1);
+            } else {
+                /* Lone block: bytes 32, 33 of its quants, nothing past them. */
+                raw[8] = _mm512_srli_epi32(_mm512_i32gather_epi32(vidx, rp[0] + o + 30, 1), 16);
             }
+            out[i].d[0] = rl_half_to_ps(raw[0]);
+            out[i].d[1] = full ? rl_half_to_ps(_mm512_srli_epi32(raw[8], 16)) : _mm512_setzero_ps();
+            for (int j = 0; j < (full ? 17 : 9); j++) out[i].w[j] = _mm512_xor_si512(raw[j], x80);
         } else {
-            for (int j = 0; j < 4; j++) {
-                __m512i g = _mm512_i32gather_epi32(vidx, blk + 2 + 4 * j, 1);
-                out[i].w[j] = _mm512_and_si512(g, m4);
-                out[i].w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+            rl_t4(rp, o, raw);
+            if (full) {
+                rl_t4(rp, o + 16, raw + 4);
+                raw[8] = _mm512_i32gather_epi32(vidx, rp[0] + o + 32, 1);
+            } else {
+                raw[4] = _mm512_srli_epi32(_mm512_i32gather_epi32(vidx, rp[0] + o + 14, 1), 16);
+            }
+            out[i].d[0] = rl_half_to_ps(raw[0]);
+            out[i].d[1] = full ? rl_half_to_ps(_mm512_srli_epi32(raw[4], 16)) : _mm512_setzero_ps();
+            for (int j = 0; j < 5; j++) {
+                out[i].w[j] = _mm512_and_si512(raw[j], m4);
+                out[i].w[5 + j] = _mm512_and_si512(_mm512_srli_epi16(raw[j], 4), m4);
+            }
+            if (full) {
+                for (int j = 0; j < 4; j++) {
+                    out[i].w[10 + j] = _mm512_and_si512(raw[5 + j], m4);
+                    out[i].w[14 + j] = _mm512_and_si512(_mm512_srli_epi16(raw[5 + j], 4), m4);
+                }
             }
         }
     }
 }
 
-/* T tokens x 16 rows over blocks [b0, b0 + nblk) of the slab. acc parked in y (first: zero). */
-static ALWAYS_INLINE void rl_tile(int T, const rl_block *slab, int64_t b0, int nblk,
-                                  const uint8_t *act, size_t astride, int64_t nb, float *y,
-                                  int64_t ldy, __mmask16 mask, int first) {
-    __m512 acc[RL_TMAX];
-    const int8_t *xq[RL_TMAX];
-    const float *xd[RL_TMAX];
-    const int32_t *xo[RL_TMAX];
+/* One block for T tokens: vectors [v0, v1) of the pair against the tokens' bytes. */
+static ALWAYS_INLINE void rl_block(int q8, int T, const rl_pair *pw, int v0, int v1, int h,
+                                   const uint8_t *pa, __m512 acc[RL_T]) {
+    const int nw = RL_NW(q8);
+    const float *dp = (const float *)(pa + (size_t)RL_T * nw * 4) + RL_T * h;
+    const i32u *op = (const i32u *)(dp + 16);
+    /* Vectors outer, tokens inner: 2T independent dpbusd chains in flight (integer sums are
+     * exact, so the split does not change the result). */
+    __m512i s0[RL_T], s1[RL_T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
-        const uint8_t *a = act + (size_t)t * astride;
-        xq[t] = (const int8_t *)a + b0 * 32;
-        xd[t] = (const float *)(a + nb * 32) + b0;
-        xo[t] = (const int32_t *)(a + nb * 36) + b0;
-        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + t * ldy);
+        s0[t] = _mm512_set1_epi32(op[t]);
+        s1[t] = _mm512_setzero_si512();
     }
-    for (int i = 0; i < nblk; i++) {
-        const rl_block *bk = &slab[i];
-        /* j outer, tokens inner: 2T independent dpbusd chains in flight (integer sums are
-         * exact, so the split does not change the result). */
-        __m512i s0[RL_TMAX], s1[RL_TMAX];
+#pragma GCC unroll 10
+    for (int v = v0; v < v1; v += 2) {
+        const __m512i w0 = pw->w[v];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
-            s0[t] = _mm512_set1_epi32(xo[t][i]);
-            s1[t] = _mm512_setzero_si512();
+            const i32u *xw = (const i32u *)(pa + (size_t)t * nw * 4);
+            s0[t] = _mm512_dpbusd_epi32(s0[t], w0, _mm512_set1_epi32(xw[v]));
         }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j += 2) {
-            const __m512i w0 = bk->w[j], w1 = bk->w[j + 1];
+        if (v + 1 < v1) {
+            const __m512i w1 = pw->w[v + 1];
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++) {
-                const i32u *xw = (const i32u *)(xq[t] + i * 32);
-                s0[t] = _mm512_dpbusd_epi32(s0[t], w0, _mm512_set1_epi32(xw[j]));
-                s1[t] = _mm512_dpbusd_epi32(s1[t], w1, _mm512_set1_epi32(xw[j + 1]));
+                const i32u *xw = (const i32u *)(pa + (size_t)t * nw * 4);
+                s1[t] = _mm512_dpbusd_epi32(s1[t], w1, _mm512_set1_epi32(xw[v + 1]));
             }
         }
+    }
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            __m512 sc = _mm512_mul_ps(bk->d, _mm512_set1_ps(xd[t][i]));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0[t], s1[t])), sc, acc[t]);
-        }
+    for (int t = 0; t < T; t++) {
+        __m512 sc = _mm512_mul_ps(pw->d[h], _mm512_set1_ps(dp[t]));
+        __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[t], s1[t]));
+        acc[t] = _mm512_fmadd_ps(f, sc, acc[t]);
+    }
+}
+
+/* T tokens (of one activation tile) x 16 rows over pairs [p0, p0 + n) of the slab. The
+ * accumulators are parked in y between slabs (first slab: start from zero). */
+static ALWAYS_INLINE void rl_tile(int q8, int T, const rl_pair *slab, int64_t p0, int n,
+                                  int64_t nb, const uint8_t *tile, float *y, int64_t ldy,
+                                  __mmask16 mask, int first) {
+    const size_t pbytes = rl_pair_bytes(q8);
+    __m512 acc[RL_T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + t * ldy);
+    const uint8_t *pa = tile + (size_t)p0 * pbytes;
+    for (int i = 0; i < n; i++, pa += pbytes) {
+        rl_block(q8, T, &slab[i], 0, RL_NA(q8), 0, pa, acc);
+        if (2 * (p0 + i) + 1 < nb) rl_block(q8, T, &slab[i], RL_NA(q8), RL_NW(q8), 1, pa, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
 }
 
 static ALWAYS_INLINE void rl_run(int q8, int64_t n_in, const void *w, size_t wstride,
-                                 int64_t n_rows, const void *act, size_t astride, int64_t n_tok,
-                                 float *y, int64_t ldy) {
-    const int64_t nb = n_in / 32;
-    _Alignas(64) rl_block slab[RL_SLAB];
+                                 int64_t n_rows, const void *act, int64_t n_tok, float *y,
+                                 int64_t ldy) {
+    const int64_t nb = n_in / 32, np = (nb + 1) / 2;
+    const size_t tile_bytes = (size_t)np * rl_pair_bytes(q8);
+    _Alignas(64) rl_pair slab[RL_SLAB];
     for (int64_t r0 = 0; r0 < n_rows; r0 += RL_ROWS) {
         const int nr = (int)INF_MIN(RL_ROWS, n_rows - r0);
         const __mmask16 mask = (__mmask16)((1u << nr) - 1);
         /* Rows past the end repeat the last row: valid memory, results never stored. */
+        const uint8_t *rp[RL_ROWS];
         int32_t idx[RL_ROWS];
-        for (int r = 0; r < RL_ROWS; r++) idx[r] = (int32_t)((size_t)INF_MIN(r, nr - 1) * wstride);
+        for (int r = 0; r < RL_ROWS; r++) {
+            idx[r] = (int32_t)((size_t)INF_MIN(r, nr - 1) * wstride);
+            rp[r] = (const uint8_t *)w + (size_t)(r0 * (int64_t)wstride) + (size_t)idx[r];
+        }
         const __m512i vidx = _mm512_loadu_si512(idx);
-        const uint8_t *base = (const uint8_t *)w + (size_t)r0 * wstride;
-        for (int64_t b0 = 0; b0 < nb; b0 += RL_SLAB) {
-            const int nblk = (int)INF_MIN(RL_SLAB, nb - b0);
-            rl_repack(q8, base, vidx, b0, nblk, slab);
-            const int first = b0 == 0;
-            int64_t t = 0;
-            for (; t + RL_TMAX <= n_tok; t += RL_TMAX) {
-                rl_tile(RL_TMAX, slab, b0, nblk, (const uint8_t *)act + (size_t)t * astride,
-                        astride, nb, y + t * ldy + r0, ldy, mask, first);
+        if (n_tok <= RL_T) {
+            /* One token tile: repack each pair into registers and use it at once. The
+             * per-output operations are the same as below. */
+            float *yt = y + r0;
+#define RL_FUSED(TT)                                                                              \
+    do {                                                                                          \
+        __m512 acc[RL_T];                                                                         \
+        for (int t = 0; t < TT; t++) acc[t] = _mm512_setzero_ps();                                \
+        const uint8_t *pa = (const uint8_t *)act;                                                 \
+        for (int64_t p = 0; p < np; p++, pa += rl_pair_bytes(q8)) {                               \
+            rl_pair pw;                                                                           \
+            rl_repack(q8, rp, vidx, p, 1, nb, &pw);                                               \
+            rl_block(q8, TT, &pw, 0, RL_NA(q8), 0, pa, acc);                                      \
+            if (2 * p + 1 < nb) rl_block(q8, TT, &pw, RL_NA(q8), RL_NW(q8), 1, pa, acc);          \
+        }                                                                                         \
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(yt + t * ldy, mask, acc[t]);           \
+    } while (0)
+            switch (n_tok) {
+            case 1: RL_FUSED(1); break;
+            case 2: RL_FUSED(2); break;
+            case 3: RL_FUSED(3); break;
+            case 4: RL_FUSED(4); break;
+            default: goto slabbed;
             }
-            const uint8_t *a = (const uint8_t *)act + (size_t)t * astride;
-            float *yt = y + t * ldy + r0;
-            switch (n_tok - t) {
-            case 0: break;
-            case 1: rl_tile(1, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
-            case 2: rl_tile(2, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
-            case 3: rl_tile(3, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
-            case 4: rl_tile(4, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
-            case 5: rl_tile(5, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
-            case 6: rl_tile(6, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
-            default: rl_tile(7, slab, b0, nblk, a, astride, nb, yt, ldy, mask, first); break;
+#undef RL_FUSED
+            continue;
+        }
+    slabbed:
+        for (int64_t p0 = 0; p0 < np; p0 += RL_SLAB) {
+            const int n = (int)INF_MIN(RL_SLAB, np - p0);
+            rl_repack(q8, rp, vidx, p0, n, nb, slab);
+            const int first = p0 == 0;
+            for (int64_t t = 0; t < n_tok; t += RL_T) {
+                const uint8_t *tile = (const uint8_t *)act + (size_t)(t / RL_T) * tile_bytes;
+                float *yt = y + t * ldy + r0;
+#define RL_TILE(TT) rl_tile(q8, TT, slab, p0, n, nb, tile, yt, ldy, mask, first)
+                switch (INF_MIN(RL_T, n_tok - t)) {
+                case 1: RL_TILE(1); break;
+                case 2: RL_TILE(2); break;
+                case 3: RL_TILE(3); break;
+                case 4: RL_TILE(4); break;
+                case 5: RL_TILE(5); break;
+                case 6: RL_TILE(6); break;
+                case 7: RL_TILE(7); break;
+                default: RL_TILE(8); break;
+                }
+#undef RL_TILE
             }
         }
     }
 }
 
 static void rl_run_q4_0(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
-                        const void *act, size_t astride, int64_t n_tok, float *y, int64_t ldy) {
-    rl_run(0, n_in, w, wstride, n_rows, act, astride, n_tok, y, ldy);
+                        const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    rl_run(0, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
 }
 static void rl_run_q8_0(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
-                        const void *act, size_t astride, int64_t n_tok, float *y, int64_t ldy) {
-    rl_run(1, n_in, w, wstride, n_rows, act, astride, n_tok, y, ldy);
+                        const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    rl_run(1, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
 }
 
-static const inf__mm_kernel mm_q4_0 = {rl_act_size, rl_prep_q4_0, rl_run_q4_0,
+static const inf__mm_kernel mm_q4_0 = {rl_act_size_q4_0, rl_prep_q4_0, rl_run_q4_0,
                                        INT32_MAX / RL_ROWS};
-static const inf__mm_kernel mm_q8_0 = {rl_act_size, rl_prep_q8_0, rl_run_q8_0,
+static const inf__mm_kernel mm_q8_0 = {rl_act_size_q8_0, rl_prep_q8_0, rl_run_q8_0,
                                        INT32_MAX / RL_ROWS};
+
+/* ==== repacked q4_0 / q8_0 weights ("r16") ================================================= */
+
+/* Layout made once at load time by inf__avx512_repack (inf_matmul_repack): rows in groups of 16
+ * (the last group zero-padded), blocks in pairs (an odd last block padded with a zero block):
+ *   group { pair { f16 dA[16]; f16 dB[16]; uint8 A[NV][16][4]; uint8 B[NV][16][4]; } }
+ * Vector j of a block holds, in lane r, row r's quant dword j: for q4_0 the packed nibbles
+ * (NV = 4; low nibbles are elements 4j..4j+3, high ones 16+4j..), for q8_0 the int8 quants
+ * plus 128 (NV = 8). Same bytes per row as the GGUF rows, 64-byte aligned vectors, one stream
+ * per 16 rows. Activations use the natural order:
+ *   tile [ceil(n_tok / 8)] { block [nb] { int8 q[8][32]; float d[8]; int32 off[8]; } }
+ * The per-output recurrence is the one of the row-lane kernel above, so results are bitwise
+ * identical to matmuls on the unpacked weights. */
+#define R16_NV(q8) ((q8) ? 8 : 4)
+#define R16_PAIR(q8) (64 + 2 * R16_NV(q8) * 64)
+#define R16_BLK_ACT (RL_T * 40)
+
+static size_t r16_act_size(int64_t n_in, int64_t n_tok) {
+    size_t tiles = (size_t)((n_tok + RL_T - 1) / RL_T), per, total;
+    if (inf__mul_overflow((size_t)(n_in / 32), R16_BLK_ACT, &per) ||
+        inf__mul_overflow(per, tiles, &total))
+        return 0;
+    return total;
+}
+
+static ALWAYS_INLINE void r16_prep(int q8, const float *restrict x, void *restrict act,
+                                   int64_t n_in, int64_t t) {
+    const int64_t nb = n_in / 32;
+    const int shift_mul = q8 ? 128 : 8;
+    uint8_t *tile = (uint8_t *)act + (size_t)(t / RL_T) * (size_t)nb * R16_BLK_ACT;
+    const int lane = (int)(t % RL_T);
+    for (int64_t b = 0; b < nb; b++, x += 32) {
+        uint8_t *blk = tile + (size_t)b * R16_BLK_ACT;
+        const float db = t_absmax32(x) / 127.0f;
+        const float id = db != 0.0f ? 1.0f / db : 0.0f;
+        __m256i qv = t_quant32(x, id);
+        _mm256_storeu_si256((__m256i *)(blk + 32 * lane), qv);
+        const float dr = t_fp16(t_to_fp16(db));
+        const int32_t off = -shift_mul * t_sum_i8(qv);
+        memcpy(blk + 256 + 4 * lane, &dr, 4);
+        memcpy(blk + 288 + 4 * lane, &off, 4);
+    }
+}
+
+static void r16_prep_q4_0(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    r16_prep(0, x, act, n_in, t);
+}
+static void r16_prep_q8_0(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    r16_prep(1, x, act, n_in, t);
+}
+
+/* One block (8 weight vectors w) for T tokens of the activation block a. */
+static ALWAYS_INLINE void r16_block(int T, const __m512i w[8], __m512 dw, const uint8_t *a,
+                                    __m512 acc[RL_T]) {
+    __m512i s0[RL_T], s1[RL_T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        s0[t] = _mm512_set1_epi32(*(const i32u *)(a + 288 + 4 * t));
+        s1[t] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j += 2) {
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const i32u *xw = (const i32u *)(a + 32 * t);
+            s0[t] = _mm512_dpbusd_epi32(s0[t], w[j], _mm512_set1_epi32(xw[j]));
+            s1[t] = _mm512_dpbusd_epi32(s1[t], w[j + 1], _mm512_set1_epi32(xw[j + 1]));
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        float dx;
+        memcpy(&dx, a + 256 + 4 * t, 4);
+        __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(dx));
+        __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[t], s1[t]));
+        acc[t] = _mm512_fmadd_ps(f, sc, acc[t]);
+    }
+}
+
+static ALWAYS_INLINE void r16_load(int q8, const uint8_t *v, __m512i w[8]) {
+    if (q8) {
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) w[j] = _mm512_load_si512(v + 64 * j);
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i g = _mm512_load_si512(v + 64 * j);
+            w[j] = _mm512_and_si512(g, m4);
+            w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+        }
+    }
+}
+
+static ALWAYS_INLINE void r16_tile(int q8, int T, const uint8_t *g, int64_t nb,
+                                   const uint8_t *tile, float *y, int64_t ldy, __mmask16 mask) {
+    __m512 acc[RL_T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    const int64_t np = (nb + 1) / 2;
+    const uint8_t *a = tile;
+    for (int64_t p = 0; p < np; p++, g += R16_PAIR(q8)) {
+        __m512i w[8];
+        const __m512 dA = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)g));
+        r16_load(q8, g + 64, w);
+        r16_block(T, w, dA, a, acc);
+        a += R16_BLK_ACT;
+        if (2 * p + 1 < nb) {
+            const __m512 dB = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(g + 32)));
+            r16_load(q8, g + 64 + 64 * R16_NV(q8), w);
+            r16_block(T, w, dB, a, acc);
+            a += R16_BLK_ACT;
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
+}
+
+static ALWAYS_INLINE void r16_run(int q8, int64_t n_in, const void *w, size_t wstride,
+                                  int64_t n_rows, const void *act, int64_t n_tok, float *y,
+                                  int64_t ldy) {
+    const int64_t nb = n_in / 32;
+    const size_t tile_bytes = (size_t)nb * R16_BLK_ACT;
+    const size_t gstride = wstride * RL_ROWS;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += RL_ROWS) {
+        const int nr = (int)INF_MIN(RL_ROWS, n_rows - r0);
+        const __mmask16 mask = (__mmask16)((1u << nr) - 1);
+        const uint8_t *g = (const uint8_t *)w + (size_t)(r0 / RL_ROWS) * gstride;
+        for (int64_t t = 0; t < n_tok; t += RL_T) {
+            const uint8_t *tile = (const uint8_t *)act + (size_t)(t / RL_T) * tile_bytes;
+            float *yt = y + t * ldy + r0;
+#define R16_TILE(TT) r16_tile(q8, TT, g, nb, tile, yt, ldy, mask)
+            switch (INF_MIN(RL_T, n_tok - t)) {
+            case 1: R16_TILE(1); break;
+            case 2: R16_TILE(2); break;
+            case 3: R16_TILE(3); break;
+            case 4: R16_TILE(4); break;
+            case 5: R16_TILE(5); break;
+            case 6: R16_TILE(6); break;
+            case 7: R16_TILE(7); break;
+            default: R16_TILE(8); break;
+            }
+#undef R16_TILE
+        }
+    }
+}
+
+static void r16_run_q4_0(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
+                         const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    r16_run(0, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+static void r16_run_q8_0(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
+                         const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    r16_run(1, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+
+static const inf__mm_kernel mm_q4_0_r16 = {r16_act_size, r16_prep_q4_0, r16_run_q4_0, 0};
+static const inf__mm_kernel mm_q8_0_r16 = {r16_act_size, r16_prep_q8_0, r16_run_q8_0, 0};
+
+/* Bytes per row of the repacked layout (the tensor's nb[1]; a group is 16 of them). */
+static size_t r16_row_bytes(int q8, int64_t n_in) {
+    return (size_t)((n_in / 32 + 1) / 2) * (size_t)R16_PAIR(q8) / RL_ROWS;
+}
+
+size_t inf__avx512_repack_size(int type, int64_t n_in, int64_t n_rows) {
+    if ((type != INF_TYPE_Q4_0 && type != INF_TYPE_Q8_0) || n_in <= 0 || n_in % 32 || n_rows <= 0)
+        return 0;
+    size_t groups = (size_t)((n_rows + RL_ROWS - 1) / RL_ROWS), total;
+    size_t row = r16_row_bytes(type == INF_TYPE_Q8_0, n_in);
+    if (inf__mul_overflow(row * RL_ROWS, groups, &total)) return 0;
+    return total;
+}
+
+void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_in,
+                        int64_t n_rows, int64_t g0, int64_t g1, void *dst, size_t *row_bytes) {
+    const int q8 = type == INF_TYPE_Q8_0;
+    const int64_t nb = n_in / 32, np = (nb + 1) / 2;
+    const size_t bsz = q8 ? sizeof(inf_block_q8_0) : sizeof(inf_block_q4_0);
+    const size_t gbytes = r16_row_bytes(q8, n_in) * RL_ROWS;
+    *row_bytes = r16_row_bytes(q8, n_in);
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *out = (uint8_t *)dst + (size_t)g * gbytes;
+        memset(out, 0, gbytes);
+        for (int r = 0; r < RL_ROWS; r++) {
+            const int64_t row = g * RL_ROWS + r;
+            if (row >= n_rows) break;
+            const uint8_t *in = (const uint8_t *)src + (size_t)row * src_stride;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = in + (size_t)b * bsz;
+                uint8_t *pair = out + (size_t)(b / 2) * R16_PAIR(q8);
+                const int h = (int)(b & 1);
+                memcpy(pair + 32 * h + 2 * r, blk, 2); /* f16 scale */
+                uint8_t *vec = pair + 64 + (size_t)h * R16_NV(q8) * 64;
+                for (int j = 0; j < R16_NV(q8); j++) {
+                    uint8_t *d4 = vec + 64 * j + 4 * r;
+                    memcpy(d4, blk + 2 + 4 * j, 4);
+                    if (q8)
+                        for (int k = 0; k < 4; k++) d4[k] ^= 0x80;
+                }
+            }
+        }
+        (void)np;
+    }
+}
 
 /* ==== pair kernel for f16 / f32 weights ===================================================== */
 
@@ -209,10 +578,15 @@ static const inf__mm_kernel mm_q8_0 = {rl_act_size, rl_prep_q8_0, rl_run_q8_0,
 
 /* Prepared activation row: n_in floats (rounded through f16 for f16 weights, as the reference
  * vec_dot_type says), zero-padded to a multiple of 16. */
-static size_t pr_act_size(int64_t n_in) { return (size_t)((n_in + 15) & ~(int64_t)15) * 4; }
+static size_t pr_row(int64_t n_in) { return (size_t)((n_in + 15) & ~(int64_t)15) * 4; }
 
-static void pr_prep_f16(const float *restrict x, void *restrict out, int64_t n_in) {
-    float *o = out;
+static size_t pr_act_size(int64_t n_in, int64_t n_tok) {
+    size_t total;
+    return inf__mul_overflow(pr_row(n_in), (size_t)n_tok, &total) ? 0 : total;
+}
+
+static void pr_prep_f16(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    float *o = (float *)((uint8_t *)act + pr_row(n_in) * (size_t)t);
     int64_t i = 0;
     for (; i + 16 <= n_in; i += 16) {
         __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
@@ -222,8 +596,8 @@ static void pr_prep_f16(const float *restrict x, void *restrict out, int64_t n_i
     for (; i & 15; i++) o[i] = 0.0f;
 }
 
-static void pr_prep_f32(const float *restrict x, void *restrict out, int64_t n_in) {
-    float *o = out;
+static void pr_prep_f32(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    float *o = (float *)((uint8_t *)act + pr_row(n_in) * (size_t)t);
     memcpy(o, x, (size_t)n_in * sizeof(float));
     for (int64_t i = n_in; i & 15; i++) o[i] = 0.0f;
 }
@@ -289,8 +663,9 @@ static ALWAYS_INLINE void pr_tile_any(int f16, int R, int T, int64_t n_in, const
 }
 
 static ALWAYS_INLINE void pr_run(int f16, int64_t n_in, const void *w, size_t wstride,
-                                 int64_t n_rows, const void *act, size_t astride, int64_t n_tok,
-                                 float *y, int64_t ldy) {
+                                 int64_t n_rows, const void *act, int64_t n_tok, float *y,
+                                 int64_t ldy) {
+    const size_t astride = pr_row(n_in);
     for (int64_t r0 = 0; r0 < n_rows; r0 += PR_R) {
         const int R = (int)INF_MIN(PR_R, n_rows - r0);
         const uint8_t *wr = (const uint8_t *)w + (size_t)r0 * wstride;
@@ -303,12 +678,12 @@ static ALWAYS_INLINE void pr_run(int f16, int64_t n_in, const void *w, size_t ws
 }
 
 static void pr_run_f16(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
-                       const void *act, size_t astride, int64_t n_tok, float *y, int64_t ldy) {
-    pr_run(1, n_in, w, wstride, n_rows, act, astride, n_tok, y, ldy);
+                       const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    pr_run(1, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
 }
 static void pr_run_f32(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
-                       const void *act, size_t astride, int64_t n_tok, float *y, int64_t ldy) {
-    pr_run(0, n_in, w, wstride, n_rows, act, astride, n_tok, y, ldy);
+                       const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    pr_run(0, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
 }
 
 static const inf__mm_kernel mm_f16 = {pr_act_size, pr_prep_f16, pr_run_f16, 0};
@@ -316,14 +691,20 @@ static const inf__mm_kernel mm_f32 = {pr_act_size, pr_prep_f32, pr_run_f32, 0};
 
 /* ==== entry points ========================================================================== */
 
-void inf__avx512_override(inf_type_traits *tab) { avx512_install(tab); }
+void inf__avx512_override(inf_type_traits *tab) {
+    pthread_once(&rl_src_once, rl_src_init);
+    avx512_install(tab);
+}
 
 const inf__mm_kernel *inf__avx512_mm_kernel(int wtype) {
+    pthread_once(&rl_src_once, rl_src_init);
     switch (wtype) {
     case INF_TYPE_Q4_0: return &mm_q4_0;
     case INF_TYPE_Q8_0: return &mm_q8_0;
     case INF_TYPE_F16: return &mm_f16;
     case INF_TYPE_F32: return &mm_f32;
+    case INF__TYPE_Q4_0_R16: return &mm_q4_0_r16;
+    case INF__TYPE_Q8_0_R16: return &mm_q8_0_r16;
     }
     return NULL;
 }

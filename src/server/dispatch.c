@@ -1,0 +1,482 @@
+/*
+ * dispatch.c — calls in flight: turns a validated request into engine requests (one per prompt
+ * and choice), routes the engine's events back to the call by engine id, formats them with the
+ * one formatter (openai.c) and hands the objects to the call's transport (SSE or WebSocket).
+ *
+ * Lifetime: a call belongs to its connection until it completes; when the connection goes
+ * first, its calls are cancelled in the engine (which finishes them at its next step) and kept
+ * as orphans until their FINISH events arrive, so engine ids never dangle. Every engine id in
+ * flight is in the id map; an event whose id is not there (a call failed half-way through
+ * submission and was freed) is dropped.
+ * Threads: I/O thread only (events are drained after lws_cancel_service wakes the loop).
+ */
+#include "server/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- engine id → (call, choice) map: open addressing, linear probing ------------------------ */
+
+static size_t id_hash(uint64_t eid, size_t cap) {
+    return (size_t)((eid * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+static int idmap_put(inf_server *srv, uint64_t eid, inf__call *call, int sub) {
+    if ((srv->idmap_n + 1) * 2 > srv->idmap_cap) {
+        size_t cap = srv->idmap_cap ? srv->idmap_cap * 2 : 256;
+        inf__idmap_slot *nt = inf__calloc(cap, sizeof *nt);
+        if (!nt) return INF_ENOMEM;
+        for (size_t i = 0; i < srv->idmap_cap; i++) {
+            inf__idmap_slot *o = &srv->idmap[i];
+            if (!o->eid) continue;
+            size_t j = id_hash(o->eid, cap);
+            while (nt[j].eid) j = (j + 1) & (cap - 1);
+            nt[j] = *o;
+        }
+        free(srv->idmap);
+        srv->idmap = nt;
+        srv->idmap_cap = cap;
+    }
+    size_t j = id_hash(eid, srv->idmap_cap);
+    while (srv->idmap[j].eid) j = (j + 1) & (srv->idmap_cap - 1);
+    srv->idmap[j] = (inf__idmap_slot){eid, call, sub};
+    srv->idmap_n++;
+    return 0;
+}
+
+static inf__idmap_slot *idmap_get(inf_server *srv, uint64_t eid) {
+    if (!srv->idmap_cap || !eid) return NULL;
+    size_t j = id_hash(eid, srv->idmap_cap);
+    while (srv->idmap[j].eid) {
+        if (srv->idmap[j].eid == eid) return &srv->idmap[j];
+        j = (j + 1) & (srv->idmap_cap - 1);
+    }
+    return NULL;
+}
+
+static void idmap_del(inf_server *srv, uint64_t eid) {
+    inf__idmap_slot *s = idmap_get(srv, eid);
+    if (!s) return;
+    size_t cap = srv->idmap_cap, i = (size_t)(s - srv->idmap), j = i;
+    srv->idmap[i].eid = 0;
+    srv->idmap_n--;
+    /* backward-shift the following cluster so lookups never stop at the hole */
+    for (;;) {
+        j = (j + 1) & (cap - 1);
+        if (!srv->idmap[j].eid) break;
+        size_t home = id_hash(srv->idmap[j].eid, cap);
+        bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            srv->idmap[i] = srv->idmap[j];
+            srv->idmap[j].eid = 0;
+            i = j;
+        }
+    }
+}
+
+/* ---- call lifetime -------------------------------------------------------------------------- */
+
+static void call_unlink(inf__call *call) {
+    inf_server *srv = call->srv;
+    inf__call **head = call->conn ? &call->conn->calls : &srv->orphans;
+    if (call->prev) call->prev->next = call->next;
+    else *head = call->next;
+    if (call->next) call->next->prev = call->prev;
+    call->next = call->prev = NULL;
+    if (call->conn) {
+        call->conn->n_calls--;
+        srv->n_live_calls--;
+    } else {
+        srv->n_orphans--;
+    }
+}
+
+static void call_link(inf__call *call, inf__conn *c) {
+    inf_server *srv = call->srv;
+    inf__call **head = c ? &c->calls : &srv->orphans;
+    call->conn = c;
+    call->prev = NULL;
+    call->next = *head;
+    if (*head) (*head)->prev = call;
+    *head = call;
+    if (c) {
+        c->n_calls++;
+        srv->n_live_calls++;
+    } else {
+        srv->n_orphans++;
+    }
+}
+
+static void call_free(inf__call *call) {
+    if (!call) return;
+    for (int i = 0; i < call->n_subs; i++) {
+        inf__sub *s = &call->subs[i];
+        if (s->eid && !s->finished) idmap_del(call->srv, s->eid);
+        inf__sb_free(&s->text);
+        json_decref(s->lp);
+        free(s->embedding);
+        free(s->error_msg);
+    }
+    free(call->subs);
+    inf__oa_req_free(&call->req);
+    json_decref(call->request_id);
+    free(call);
+}
+
+void inf__call_cancel(inf__call *call) {
+    for (int i = 0; i < call->n_subs; i++) {
+        inf__sub *s = &call->subs[i];
+        if (s->eid && !s->finished && call->srv->engine) inf_engine_cancel(call->srv->engine, s->eid);
+    }
+}
+
+void inf__calls_detach(inf__conn *c) {
+    while (c->calls) {
+        inf__call *call = c->calls;
+        inf__call_cancel(call);
+        call_unlink(call);
+        call->dead = true;
+        if (!call->counted) {
+            call->counted = true;
+            inf__srv_log_request(call->srv, c->is_ws ? "WS" : "POST", call->path, 499, 0, 0,
+                                 call->t_start);
+            inf__metrics_request(call->srv->metrics, call->path, 499);
+        }
+        call_link(call, NULL);
+    }
+}
+
+void inf__calls_free_all(inf_server *srv) {
+    while (srv->orphans) {
+        inf__call *call = srv->orphans;
+        call_unlink(call);
+        call_free(call);
+    }
+}
+
+/* ---- output --------------------------------------------------------------------------------- */
+
+static void slow_reader(inf__conn *c);
+
+/* Hands one formatted object to the call's transport (takes obj). */
+static void emit(inf__call *call, json_t *obj) {
+    inf__conn *c = call->conn;
+    if (!c || call->dead || !obj) {
+        json_decref(obj);
+        return;
+    }
+    if (c->is_ws) inf__ws_send_json(c, obj, call->request_id);
+    else inf__http_stream_event(c, obj);
+    if (c->out_bytes > call->srv->cfg.max_send_buffer) slow_reader(c);
+}
+
+static void send_error(inf__call *call, const inf__oa_err *e) {
+    inf__conn *c = call->conn;
+    if (!c || call->dead) return;
+    call->dead = true;
+    if (c->is_ws) {
+        inf__ws_send_json(c, inf__oa_error_json(e), call->request_id);
+    } else if (c->http.headers_sent) { /* mid-stream: an error event, then the end */
+        inf__http_stream_event(c, inf__oa_error_json(e));
+        inf__http_stream_event(c, NULL);
+        inf__http_stream_end(c);
+    } else {
+        inf__http_send_error(c, e);
+    }
+}
+
+/* A reader that does not keep up: its requests are cancelled (memory stays bounded). */
+static void slow_reader(inf__conn *c) {
+    inf__oa_err e;
+    inf__oa_fail(&e, 500, "server_error", "slow_consumer", NULL,
+                 "the client does not read fast enough; request cancelled");
+    for (inf__call *call = c->calls; call; call = call->next) {
+        if (call->dead) continue;
+        inf__call_cancel(call);
+        if (c->is_ws) {
+            send_error(call, &e);
+        } else {
+            call->dead = true;
+            c->close_after = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
+    }
+}
+
+static void map_submit_error(int rc, inf__oa_err *e) {
+    switch (rc) {
+    case INF_EFULL:
+        inf__oa_fail(e, 429, "rate_limit_error", "queue_full", NULL,
+                     "The server is busy (request queue full); retry later");
+        break;
+    case INF_ECONTEXT:
+        inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded", NULL, "%s",
+                     inf_last_error());
+        break;
+    case INF_ESHUTDOWN:
+        inf__oa_fail(e, 503, "server_error", "shutting_down", NULL, "The server is shutting down");
+        break;
+    case INF_EINVAL:
+    case INF_ERANGE:
+        inf__oa_fail(e, 400, "invalid_request_error", "invalid_value", NULL, "%s",
+                     inf_last_error());
+        break;
+    default:
+        inf__oa_fail(e, 500, "server_error", NULL, NULL, "%s: %s", inf_strerror(rc),
+                     inf_last_error());
+    }
+}
+
+static void make_id(inf_server *srv, const char *prefix, char *out, size_t cap) {
+    static const char al[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    size_t n = (size_t)snprintf(out, cap, "%s", prefix);
+    for (int i = 0; i < 24 && n + 1 < cap; i++) out[n++] = al[inf__rng_next(&srv->rng) % 62];
+    out[n] = 0;
+}
+
+static char *prompt_text(inf_server *srv, const inf__prompt *p) {
+    if (p->text) return inf__strdup(p->text);
+    char *t = NULL;
+    size_t len;
+    if (inf_detokenize(srv->model, p->tokens, p->n_tokens, false, &t, &len) < 0) return NULL;
+    return t;
+}
+
+/* Tokenizes text prompts (as the engine would) so the context can be checked here with an
+ * OpenAI-style message, and so the engine gets tokens. */
+static int prepare_prompts(inf__call *call, inf__oa_err *e) {
+    inf_server *srv = call->srv;
+    inf__oa_req *r = &call->req;
+    for (int i = 0; i < r->n_prompts; i++) {
+        inf__prompt *p = &r->prompts[i];
+        if (!p->tokens) {
+            int rc = inf_tokenize(srv->model, p->text, strlen(p->text), true, true, &p->tokens,
+                                  &p->n_tokens);
+            if (rc < 0) return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value",
+                                            NULL, "tokenization failed: %s", inf_last_error());
+        }
+        const char *param = r->ep == INF__EP_CHAT ? "messages"
+                            : r->ep == INF__EP_EMBEDDING ? "input" : "prompt";
+        if (p->n_tokens <= 0)
+            return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value", param,
+                                "the prompt is empty");
+        int64_t limit = r->ep == INF__EP_EMBEDDING ? srv->n_ctx : srv->n_ctx - 1;
+        if (p->n_tokens > limit || (r->max_tokens_given &&
+                                    p->n_tokens + r->params.max_tokens > srv->n_ctx)) {
+            if (r->max_tokens_given && p->n_tokens <= limit)
+                return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded",
+                                    param,
+                                    "This model's maximum context length is %lld tokens. However, "
+                                    "you requested %lld tokens (%lld in the prompt, %lld for the "
+                                    "completion). Please reduce the prompt or max_tokens.",
+                                    (long long)srv->n_ctx,
+                                    (long long)(p->n_tokens + r->params.max_tokens),
+                                    (long long)p->n_tokens, (long long)r->params.max_tokens);
+            return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded", param,
+                                "This model's maximum context length is %lld tokens. However, "
+                                "your prompt has %lld tokens. Please reduce the length of the "
+                                "prompt.",
+                                (long long)srv->n_ctx, (long long)p->n_tokens);
+        }
+    }
+    return 0;
+}
+
+void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
+                     json_t *request_id) {
+    inf_server *srv = c->srv;
+    inf__oa_err e;
+    inf__call *call = inf__calloc(1, sizeof *call);
+    if (!call) {
+        inf__oa_req_free(req);
+        json_decref(request_id);
+        inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+        if (c->is_ws) inf__ws_send_json(c, inf__oa_error_json(&e), NULL);
+        else inf__http_send_error(c, &e);
+        return;
+    }
+    call->srv = srv;
+    call->req = *req;
+    memset(req, 0, sizeof *req);
+    call->request_id = request_id;
+    call->t_start = inf__time_s();
+    call->created = (int64_t)time(NULL);
+    call->path = path;
+    make_id(srv, ep == INF__EP_CHAT ? "chatcmpl-" : ep == INF__EP_COMPLETION ? "cmpl-" : "embd-",
+            call->id, sizeof call->id);
+    if (c->is_ws && !call->request_id) call->request_id = json_string(call->id);
+    inf__oa_req *r = &call->req;
+    int per = ep == INF__EP_EMBEDDING ? 1 : r->n;
+    call->n_subs = r->n_prompts * per;
+    call->subs = inf__calloc((size_t)call->n_subs, sizeof *call->subs);
+    call_link(call, c);
+    if (!call->subs) {
+        inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+        goto fail;
+    }
+    if (prepare_prompts(call, &e) < 0) goto fail;
+    uint64_t base_seed = r->seed_set ? r->params.sampling.seed : inf__rng_next(&srv->rng);
+    for (int i = 0; i < call->n_subs; i++) {
+        inf__sub *s = &call->subs[i];
+        s->index = i;
+        s->prompt_idx = i / per;
+        inf_request_params p = r->params;
+        p.prompt = r->prompts[s->prompt_idx].tokens;
+        p.n_prompt = r->prompts[s->prompt_idx].n_tokens;
+        p.prompt_text = NULL;
+        p.sampling.seed = base_seed + (uint64_t)(i % per);
+        if (ep == INF__EP_EMBEDDING) p.max_tokens = 0;
+        int rc = inf_engine_submit(srv->engine, &p, &s->eid);
+        if (rc < 0) {
+            map_submit_error(rc, &e);
+            s->eid = 0;
+            goto fail;
+        }
+        if (idmap_put(srv, s->eid, call, i) < 0) {
+            inf_engine_cancel(srv->engine, s->eid);
+            s->eid = 0;
+            inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+            goto fail;
+        }
+    }
+    /* Started. Streams open now; echo and the assistant role go first. */
+    if (r->stream) {
+        if (!c->is_ws) inf__http_stream_begin(c);
+        for (int i = 0; i < call->n_subs; i++) {
+            inf__sub *s = &call->subs[i];
+            if (ep == INF__EP_CHAT) {
+                emit(call, inf__oa_chunk(call, s, "", 0, NULL, true, 0));
+            } else if (r->echo) {
+                char *t = prompt_text(srv, &r->prompts[s->prompt_idx]);
+                emit(call, inf__oa_chunk(call, s, t ? t : "", t ? strlen(t) : 0, NULL, false, 0));
+                free(t);
+            }
+        }
+    } else if (r->echo) {
+        for (int i = 0; i < call->n_subs; i++) {
+            char *t = prompt_text(srv, &r->prompts[call->subs[i].prompt_idx]);
+            if (t) inf__sb_puts(&call->subs[i].text, t);
+            free(t);
+        }
+    }
+    return;
+fail:
+    /* Nothing of this call reaches the client but the error; submitted parts are cancelled and
+     * their events dropped (their ids leave the map with the call). */
+    inf__call_cancel(call);
+    if (!call->counted) {
+        call->counted = true;
+        inf__srv_log_request(srv, c->is_ws ? "WS" : "POST", path, e.status, 0, 0, call->t_start);
+        inf__metrics_request(srv->metrics, path, e.status);
+    }
+    send_error(call, &e);
+    call_unlink(call);
+    call_free(call);
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+static void complete(inf__call *call) {
+    inf_server *srv = call->srv;
+    inf__conn *c = call->conn;
+    int64_t pt = 0, ctok = 0;
+    int status = 200;
+    inf__oa_err e = {0};
+    for (int i = 0; i < call->n_subs; i++) {
+        inf__sub *s = &call->subs[i];
+        ctok += s->usage.completion_tokens;
+        if (call->req.ep == INF__EP_EMBEDDING || s->index % call->req.n == 0)
+            pt += s->usage.prompt_tokens;
+        if (s->finish_reason == INF_FINISH_ERROR && status == 200) {
+            map_submit_error(s->error ? s->error : INF_EINTERNAL, &e);
+            if (s->error_msg) snprintf(e.message, sizeof e.message, "%s", s->error_msg);
+            status = e.status;
+        }
+    }
+    if (c && !call->dead) {
+        if (status != 200) {
+            send_error(call, &e);
+        } else if (call->req.stream) {
+            if (!c->is_ws) {
+                if (call->req.include_usage) emit(call, inf__oa_usage_chunk(call));
+                inf__http_stream_event(c, NULL);
+                inf__http_stream_end(c);
+            }
+        } else if (c->is_ws) {
+            inf__ws_send_json(c, inf__oa_response(call), call->request_id);
+        } else {
+            inf__http_send_json(c, 200, inf__oa_response(call));
+        }
+    }
+    if (!call->counted) {
+        call->counted = true;
+        inf__srv_log_request(srv, c && c->is_ws ? "WS" : "POST", call->path, status, pt, ctok,
+                             call->t_start);
+        inf__metrics_request(srv->metrics, call->path, status);
+    }
+    call_unlink(call);
+    call_free(call);
+}
+
+static void on_finish(inf__call *call, inf__sub *s, inf_event *ev) {
+    inf_server *srv = call->srv;
+    s->finished = true;
+    s->finish_reason = ev->finish_reason;
+    s->usage = ev->usage;
+    s->error = ev->error;
+    if (ev->error_msg) s->error_msg = inf__strdup(ev->error_msg);
+    if (ev->embedding) {
+        s->embedding = ev->embedding;
+        s->n_embd = ev->n_embd;
+        ev->embedding = NULL;
+    }
+    idmap_del(srv, s->eid);
+    call->n_done++;
+    if (ev->finish_reason != INF_FINISH_ERROR && ev->finish_reason != INF_FINISH_CANCELLED &&
+        ev->usage.completion_tokens > 0) {
+        double tpot = ev->usage.completion_tokens > 1
+                          ? (ev->t_total_s - ev->t_first_token_s) /
+                                (double)(ev->usage.completion_tokens - 1)
+                          : -1;
+        inf__metrics_latency(srv->metrics, ev->t_first_token_s, tpot);
+    }
+    if (call->conn && !call->dead && call->req.stream && ev->finish_reason != INF_FINISH_ERROR) {
+        json_t *chunk = inf__oa_chunk(call, s, "", 0, NULL, false, ev->finish_reason);
+        /* WebSocket: the chunk with finish_reason ends the request, so usage rides on it */
+        if (call->conn->is_ws && call->req.include_usage && call->n_done == call->n_subs)
+            json_object_set_new(chunk, "usage", inf__oa_usage(call));
+        emit(call, chunk);
+    }
+    if (call->n_done == call->n_subs) complete(call);
+}
+
+static void on_delta(inf__call *call, inf__sub *s, inf_event *ev) {
+    if (!call->conn || call->dead) return;
+    if (call->req.stream) {
+        bool lp = call->req.logprobs >= 0 && ev->chosen;
+        if (!ev->text_len && !lp) return;
+        emit(call, inf__oa_chunk(call, s, ev->text, ev->text_len, ev, false, 0));
+    } else {
+        inf__sb_append(&s->text, ev->text, ev->text_len);
+        inf__oa_lp_accumulate(call, s, ev);
+    }
+}
+
+void inf__dispatch_events(inf_server *srv) {
+    if (!srv->engine) return;
+    inf_event ev;
+    int budget = 4096; /* keep the loop responsive; the rest comes on the next wakeup */
+    while (budget-- > 0 && inf_engine_poll(srv->engine, &ev) == 1) {
+        inf__idmap_slot *slot = idmap_get(srv, ev.id);
+        if (slot) {
+            inf__call *call = slot->call;
+            inf__sub *s = &call->subs[slot->sub];
+            if (ev.type == INF_EVENT_DELTA) on_delta(call, s, &ev);
+            else if (ev.type == INF_EVENT_FINISH) on_finish(call, s, &ev);
+        }
+        inf_event_clear(&ev);
+    }
+    if (budget < 0) lws_cancel_service(srv->ctx);
+}

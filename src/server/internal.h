@@ -1,0 +1,292 @@
+/*
+ * internal.h — types shared by the server's files (not part of any public API).
+ *
+ *   server.c    lws context, service loop, model loading, shutdown, engine event drain
+ *   http.c      the lws callback, HTTP routing, REST endpoints, SSE, output queues
+ *   ws.c        the WebSocket protocol (frames, auth, multiplexing, cancel, ping)
+ *   openai.c    the one request validator and the one response/chunk formatter (REST and WS)
+ *   dispatch.c  calls in flight: engine submission, event routing, completion
+ *   metrics.c   Prometheus counters, gauges and histograms
+ *   auth.c      API keys, per-key rate limits, CORS origins
+ *
+ * Threads: everything here runs on the I/O thread (the lws service loop), except the engine's
+ * on_event callback and inf_server_stop, which only call lws_cancel_service() and set atomics.
+ */
+#ifndef INF_SERVER_INTERNAL_H
+#define INF_SERVER_INTERNAL_H
+
+#include "base/base.h"
+#include "server/server.h"
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stdatomic.h>
+
+enum { INF__EP_CHAT = 1, INF__EP_COMPLETION, INF__EP_EMBEDDING };
+
+/* ---- errors (OpenAI shape) ----------------------------------------------------------------- */
+
+typedef struct inf__oa_err {
+    int status;       /* HTTP status */
+    const char *type; /* invalid_request_error, authentication_error, rate_limit_error, … */
+    const char *code; /* model_not_found, … or NULL */
+    char param[96];   /* "" for null */
+    char message[512];
+} inf__oa_err;
+
+/* Fills e and returns -1 (so validators can `return oa_fail(...)`). */
+int inf__oa_fail(inf__oa_err *e, int status, const char *type, const char *code, const char *param,
+                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* {"error":{"message","type","param","code"}} as a new object. */
+json_t *inf__oa_error_json(const inf__oa_err *e);
+
+/* ---- validated requests --------------------------------------------------------------------- */
+
+typedef struct inf__prompt {
+    char *text;      /* owned; NULL when given as tokens */
+    int32_t *tokens; /* owned; NULL when given as text */
+    int64_t n_tokens;
+} inf__prompt;
+
+typedef struct inf__oa_req {
+    int ep;
+    json_t *root;           /* owned; borrowed strings (stop, model) point into it */
+    char model[256];        /* the name to report */
+    bool stream, include_usage, echo;
+    int n;                  /* choices per prompt */
+    int n_prompts;
+    inf__prompt *prompts;   /* [n_prompts] */
+    int logprobs;           /* -1: none; else top alternatives per token (0..20) */
+    bool embed_base64;
+    bool seed_set;
+    bool max_tokens_given;  /* explicit max_tokens: prompt + max_tokens must fit the context */
+    inf_request_params params; /* sampling, max_tokens, stop; prompt fields unused */
+} inf__oa_req;
+
+struct inf_server;
+/* Parses and validates a request body of endpoint ep. root is borrowed (a reference is kept).
+ * Chat messages are formatted with the model's template here. Returns 0 or -1 with *err. */
+int inf__oa_parse(struct inf_server *srv, int ep, json_t *root, inf__oa_req *out,
+                  inf__oa_err *err);
+void inf__oa_req_free(inf__oa_req *r);
+/* Parses JSON text; on failure fills err (400 with line/column) and returns NULL. */
+json_t *inf__oa_load_json(const char *data, size_t len, inf__oa_err *err);
+
+/* ---- calls in flight ------------------------------------------------------------------------ */
+
+typedef struct inf__sub {
+    uint64_t eid;           /* engine request id; 0 when not submitted */
+    int index;              /* choice index */
+    int prompt_idx;
+    bool finished, started;
+    int finish_reason;
+    int error;
+    char *error_msg;
+    inf_usage usage;
+    inf_sb text;            /* non-stream: accumulated text */
+    json_t *lp;             /* logprob accumulator (non-stream) */
+    int64_t text_offset;    /* completions logprobs text_offset */
+    float *embedding;       /* embeddings: [n_embd] (owned) */
+    int64_t n_embd;
+} inf__sub;
+
+typedef struct inf__conn inf__conn;
+
+typedef struct inf__call {
+    struct inf__call *next, *prev; /* in the owning connection's list */
+    struct inf_server *srv;
+    inf__conn *conn;        /* NULL once the client has gone (orphan) */
+    inf__oa_req req;
+    char id[48];            /* chatcmpl-…, cmpl-…, embd-… */
+    int64_t created;
+    int n_subs, n_done;
+    inf__sub *subs;
+    json_t *request_id;     /* WebSocket: echoed in every frame */
+    bool dead;              /* an error was already delivered: drop further events */
+    bool counted;           /* metrics/log line done */
+    double t_start;
+    const char *path;       /* for logs and metrics */
+} inf__call;
+
+/* ---- connections and output ----------------------------------------------------------------- */
+
+enum { INF__OUT_HTTP_HEADERS = 1, INF__OUT_HTTP_BODY, INF__OUT_WS_TEXT, INF__OUT_WS_CLOSE };
+
+typedef struct inf__out {
+    struct inf__out *next;
+    int kind;
+    bool last;              /* HTTP: the response ends after this buffer */
+    size_t len, off;        /* payload bytes and bytes written so far */
+    unsigned char *data;    /* LWS_PRE bytes of headroom precede data */
+} inf__out;
+
+enum { INF__HTTP_IDLE = 0, INF__HTTP_BODY, INF__HTTP_WAIT, INF__HTTP_STREAM, INF__HTTP_DONE };
+
+struct inf__conn {
+    struct lws *wsi;
+    struct inf_server *srv;
+    struct inf__conn *all_next, *all_prev; /* every connection of the server */
+    bool is_ws;
+    bool close_after;        /* close once the output queue is written */
+    bool closing;
+    inf__out *out_head, *out_tail;
+    size_t out_bytes;
+    inf__call *calls;        /* calls owned by this connection */
+    int n_calls;
+    char peer[64];
+    int rate_key;            /* index of the API key used, -1 when none */
+    struct {
+        int state;
+        int method;          /* LWSHUMETH_* */
+        int route;
+        char path[128];
+        int64_t content_length;
+        size_t body_len, body_cap;
+        char *body;
+        bool discard;        /* ignore body bytes (response already decided) */
+        int pending_status;  /* error decided at header time, sent at body completion */
+        inf__oa_err pending_err;
+        bool cors;           /* the Origin is allowed: add CORS headers */
+        char origin[256];
+        double t_start;
+        int status;          /* status of the response in progress */
+        bool headers_sent;
+    } http;
+    struct {
+        bool authed;
+        char *msg;           /* message being reassembled */
+        size_t msg_len, msg_cap;
+        bool msg_too_big;
+        int close_code;
+        char close_reason[64];
+        int route;
+        double last_rx;
+    } ws;
+};
+
+/* ---- the server ----------------------------------------------------------------------------- */
+
+typedef struct inf__idmap_slot {
+    uint64_t eid;            /* 0: empty */
+    inf__call *call;
+    int sub;
+} inf__idmap_slot;
+
+typedef struct inf__metrics inf__metrics;
+typedef struct inf__ratelimit inf__ratelimit;
+
+struct inf_server {
+    inf_server_config cfg;
+    char **names;            /* served names (owned) */
+    int n_names;
+    char **keys;             /* API keys (owned) */
+    int n_keys;
+    char **origins;
+    int n_origins;
+    char host[128];
+
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    int port;
+
+    pthread_t loader;
+    bool loader_started;
+    atomic_int load_state;   /* 0 loading, 1 ready, -1 failed */
+    int load_error;
+    char load_msg[512];
+    bool ready_announced;
+    inf_model *model;
+    inf_engine *engine;
+    int64_t n_vocab, n_ctx, n_embd;
+    int64_t created;         /* unix time the server started (model "created") */
+
+    atomic_int stop_requested;
+    bool shutting_down;
+    double shutdown_deadline;
+    bool exit_loop;
+    int exit_code;
+    lws_sorted_usec_list_t tick;
+
+    inf__conn *conns;        /* every live connection */
+    int n_conns;
+    int n_live_calls;        /* calls with a connection */
+    int n_orphans;           /* calls whose connection has gone */
+    inf__call *orphans;
+
+    inf__idmap_slot *idmap;
+    size_t idmap_cap, idmap_n;
+
+    inf__metrics *metrics;
+    inf__ratelimit *rl;
+    inf_rng rng;
+    uint64_t id_counter;
+};
+
+/* ---- server.c ---- */
+void inf__srv_log_request(inf_server *srv, const char *method, const char *path, int status,
+                          int64_t prompt_tokens, int64_t completion_tokens, double t_start);
+bool inf__srv_ready(inf_server *srv);
+void inf__srv_wakeup(void *srv);
+
+/* ---- http.c ---- */
+int inf__lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len);
+/* Output queue: appends a payload (copied) and asks for a writeable callback. */
+int inf__conn_queue(inf__conn *c, int kind, const void *data, size_t len, bool last);
+/* Sends a complete JSON response (status, body = dumps(obj)); takes obj. */
+void inf__http_send_json(inf__conn *c, int status, json_t *obj);
+void inf__http_send_error(inf__conn *c, const inf__oa_err *e);
+/* SSE: starts the event stream (200, text/event-stream), sends one event, ends it. */
+void inf__http_stream_begin(inf__conn *c);
+void inf__http_stream_event(inf__conn *c, json_t *obj); /* takes obj; NULL: "[DONE]" */
+void inf__http_stream_end(inf__conn *c);
+void inf__conn_free_calls(inf__conn *c);
+
+/* ---- ws.c ---- */
+int inf__ws_filter(inf__conn *c, struct lws *wsi);
+void inf__ws_established(inf__conn *c);
+int inf__ws_receive(inf__conn *c, const void *in, size_t len);
+void inf__ws_send_json(inf__conn *c, json_t *obj, json_t *request_id); /* takes obj */
+void inf__ws_close(inf__conn *c, int code, const char *reason);
+
+/* ---- dispatch.c ---- */
+/* Starts a validated request on behalf of c (takes req). On failure the error has been sent. */
+void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
+                     json_t *request_id);
+void inf__dispatch_events(inf_server *srv);
+/* The connection is going: cancels its calls and keeps them as orphans until they finish. */
+void inf__calls_detach(inf__conn *c);
+/* Cancels the engine requests of one call (WS cancel / slow reader). */
+void inf__call_cancel(inf__call *call);
+void inf__calls_free_all(inf_server *srv);
+
+/* ---- openai.c formatter ---- */
+json_t *inf__oa_chunk(inf__call *call, inf__sub *s, const char *text, size_t len,
+                      const inf_event *ev, bool role, int finish_reason);
+json_t *inf__oa_usage_chunk(inf__call *call);
+json_t *inf__oa_response(inf__call *call);
+json_t *inf__oa_usage(inf__call *call);
+/* Appends one DELTA's logprobs to a non-stream accumulator (created on demand). */
+void inf__oa_lp_accumulate(inf__call *call, inf__sub *s, const inf_event *ev);
+const char *inf__oa_finish_str(int reason);
+
+/* ---- metrics.c ---- */
+inf__metrics *inf__metrics_new(void);
+void inf__metrics_free(inf__metrics *m);
+void inf__metrics_request(inf__metrics *m, const char *endpoint, int status);
+void inf__metrics_latency(inf__metrics *m, double ttft_s, double tpot_s);
+char *inf__metrics_render(inf__metrics *m, inf_engine *engine, size_t *len);
+
+/* ---- auth.c ---- */
+/* 1: authorised (or no keys configured), 0: not. *key_index: which key (or -1). */
+int inf__auth_check(inf_server *srv, const char *token, size_t len, int *key_index);
+/* Extracts the bearer token of an Authorization header value; NULL when absent/malformed. */
+const char *inf__auth_bearer(const char *value, size_t *len);
+inf__ratelimit *inf__ratelimit_new(int per_minute);
+void inf__ratelimit_free(inf__ratelimit *rl);
+/* true when a request of this client may proceed (and consumes one token). */
+bool inf__ratelimit_take(inf__ratelimit *rl, int key_index, const char *peer);
+/* true when origin is allowed by --cors-origin. */
+bool inf__cors_allowed(inf_server *srv, const char *origin);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * server.c — the server object: configuration, the libwebsockets context (one vhost, one
+ * protocol for HTTP and WebSocket on one port), background model loading, the service loop,
+ * engine event wakeups, request logging and graceful shutdown.
+ *
+ * Threads: the caller of inf_server_run is the I/O thread and owns everything here. The loader
+ * thread only loads the model and creates the engine, then publishes them with an atomic store
+ * of load_state and wakes the loop (lws_cancel_service). The engine thread's on_event and
+ * inf_server_stop only call lws_cancel_service (the one thread-safe lws call) and set atomics.
+ *
+ * Shutdown: stop → new requests get 503 (WebSocket: no new sockets; idle sockets close 1001),
+ * running requests get up to shutdown_grace_s to finish, then whatever remains is cancelled,
+ * WebSockets close with 1001, queued output gets up to a second to drain, and the loop exits.
+ */
+#include "server/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void inf_server_config_default(inf_server_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "127.0.0.1";
+    cfg->port = 8000;
+    cfg->max_body = (size_t)8 << 20;
+    cfg->max_choices = 128;
+    cfg->ws_max_inflight = 16;
+    cfg->rate_limit = 0;
+    cfg->max_send_buffer = (size_t)8 << 20;
+    cfg->shutdown_grace_s = 5.0;
+    cfg->model = inf_model_params_default();
+    cfg->engine = inf_engine_params_default();
+}
+
+static const struct lws_protocols protocols[] = {
+    {"inferneo", inf__lws_callback, 0, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const lws_retry_bo_t retry_policy = {
+    .secs_since_valid_ping = 30,   /* idle WebSockets get an RFC 6455 ping */
+    .secs_since_valid_hangup = 90, /* … and are dropped when nothing comes back */
+};
+
+static void lws_log(int level, const char *line) {
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    inf__log(level & LLL_ERR ? INF_LOG_ERROR : INF_LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+static void on_engine_event(void *user) {
+    inf_server *srv = user;
+    if (srv->ctx) lws_cancel_service(srv->ctx);
+}
+
+static void *loader_main(void *arg) {
+    inf_server *srv = arg;
+    inf_model *m = NULL;
+    inf_engine *e = NULL;
+    int rc = inf_model_load(srv->cfg.model_path, &srv->cfg.model, &m);
+    if (rc == 0) {
+        inf_engine_params ep = srv->cfg.engine;
+        ep.on_event = on_engine_event;
+        ep.on_event_user = srv;
+        rc = inf_engine_create(m, &ep, &e);
+        if (rc < 0) {
+            snprintf(srv->load_msg, sizeof srv->load_msg, "engine: %s: %s", inf_strerror(rc),
+                     inf_last_error());
+            inf_model_free(m);
+            m = NULL;
+        }
+    } else {
+        snprintf(srv->load_msg, sizeof srv->load_msg, "%s: %s: %s", srv->cfg.model_path,
+                 inf_strerror(rc), inf_last_error());
+    }
+    srv->model = m;
+    srv->engine = e;
+    srv->load_error = rc;
+    atomic_store_explicit(&srv->load_state, rc == 0 ? 1 : -1, memory_order_release);
+    lws_cancel_service(srv->ctx);
+    return NULL;
+}
+
+static char *file_stem(const char *path) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && !strcmp(b + n - 5, ".gguf")) n -= 5;
+    return inf__strndup(b, n);
+}
+
+/* Runs on the I/O thread once the loader has published the model. */
+static void finish_loading(inf_server *srv) {
+    inf_model_info info;
+    inf_model_get_info(srv->model, &info);
+    srv->n_vocab = info.n_vocab;
+    srv->n_embd = info.n_embd;
+    srv->n_ctx = srv->cfg.engine.n_ctx > 0 ? srv->cfg.engine.n_ctx : info.n_ctx_train;
+    if (srv->n_ctx <= 0) srv->n_ctx = 2048;
+    if (!srv->n_names) {
+        srv->names = inf__calloc(1, sizeof *srv->names);
+        if (srv->names) {
+            srv->names[0] = info.name && info.name[0] ? inf__strdup(info.name)
+                                                      : file_stem(srv->cfg.model_path);
+            srv->n_names = srv->names[0] ? 1 : 0;
+        }
+    }
+    srv->ready_announced = true;
+    inf__log(INF_LOG_INFO, "model '%s' ready (%s, context %lld)",
+             srv->n_names ? srv->names[0] : "?", info.arch ? info.arch : "?",
+             (long long)srv->n_ctx);
+    inf__log(INF_LOG_INFO, "listening on http://%s:%d", srv->host, srv->port);
+}
+
+bool inf__srv_ready(inf_server *srv) { return srv->ready_announced && srv->n_names > 0; }
+
+static void begin_shutdown(inf_server *srv);
+static void shutdown_progress(inf_server *srv);
+
+static void tick_cb(lws_sorted_usec_list_t *sul) {
+    inf_server *srv = lws_list_ptr_container(sul, inf_server, tick);
+    if (srv->shutting_down) shutdown_progress(srv);
+    if (!srv->exit_loop) lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, 50 * LWS_US_PER_MS);
+}
+
+void inf__srv_wakeup(void *arg) {
+    inf_server *srv = arg;
+    int ls = atomic_load_explicit(&srv->load_state, memory_order_acquire);
+    if (ls == 1 && !srv->ready_announced) {
+        finish_loading(srv);
+    } else if (ls == -1 && !srv->exit_loop) {
+        inf__log(INF_LOG_ERROR, "cannot load the model: %s", srv->load_msg);
+        srv->exit_code = srv->load_error ? srv->load_error : INF_EINTERNAL;
+        srv->exit_loop = true;
+        return;
+    }
+    if (atomic_load(&srv->stop_requested) && !srv->shutting_down) begin_shutdown(srv);
+    inf__dispatch_events(srv);
+    if (srv->shutting_down) shutdown_progress(srv);
+}
+
+static void begin_shutdown(inf_server *srv) {
+    srv->shutting_down = true;
+    srv->shutdown_deadline = inf__time_s() + srv->cfg.shutdown_grace_s;
+    inf__log(INF_LOG_INFO, "shutting down: %d request(s) still running",
+             srv->n_live_calls);
+    lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, 50 * LWS_US_PER_MS);
+}
+
+static void shutdown_progress(inf_server *srv) {
+    double now = inf__time_s();
+    bool expired = now >= srv->shutdown_deadline;
+    for (inf__conn *c = srv->conns; c; c = c->all_next) {
+        if (c->is_ws && !c->closing && (c->n_calls == 0 || expired))
+            inf__ws_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        if (!c->is_ws && expired && c->n_calls) {
+            for (inf__call *call = c->calls; call; call = call->next) inf__call_cancel(call);
+            c->close_after = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
+    }
+    if (srv->n_live_calls > 0 && !expired) return;
+    bool pending = false;
+    for (inf__conn *c = srv->conns; c; c = c->all_next) pending |= c->out_head != NULL;
+    if (!pending || now >= srv->shutdown_deadline + 1.0) srv->exit_loop = true;
+}
+
+void inf__srv_log_request(inf_server *srv, const char *method, const char *path, int status,
+                          int64_t prompt_tokens, int64_t completion_tokens, double t_start) {
+    (void)srv;
+    double ms = (inf__time_s() - t_start) * 1e3;
+    if (prompt_tokens >= 0)
+        inf__log(INF_LOG_INFO, "%s %s %d tokens=%lld+%lld %.1f ms", method, path, status,
+                 (long long)prompt_tokens, (long long)completion_tokens, ms);
+    else
+        inf__log(INF_LOG_INFO, "%s %s %d %.1f ms", method, path, status, ms);
+}
+
+static int dup_list(const char *const *src, int n, char ***out) {
+    *out = NULL;
+    if (n <= 0) return 0;
+    char **l = inf__calloc((size_t)n, sizeof *l);
+    if (!l) return INF_ENOMEM;
+    for (int i = 0; i < n; i++)
+        if (!(l[i] = inf__strdup(src[i] ? src[i] : ""))) {
+            for (int k = 0; k < i; k++) free(l[k]);
+            free(l);
+            return INF_ENOMEM;
+        }
+    *out = l;
+    return 0;
+}
+
+static void free_list(char **l, int n) {
+    for (int i = 0; l && i < n; i++) free(l[i]);
+    free(l);
+}
+
+int inf_server_create(const inf_server_config *cfg, inf_server **out) {
+    if (!cfg || !out) return inf__err(INF_EINVAL, "server: NULL argument");
+    *out = NULL;
+    if (!cfg->model_path) return inf__err(INF_EINVAL, "server: no model path");
+    if (cfg->port < 0 || cfg->port > 65535)
+        return inf__err(INF_EINVAL, "server: port %d out of range", cfg->port);
+    if (cfg->max_body < 1024 || cfg->max_choices < 1 || cfg->ws_max_inflight < 1 ||
+        cfg->max_send_buffer < 65536)
+        return inf__err(INF_EINVAL, "server: limits out of range");
+    for (int i = 0; i < cfg->n_served_names; i++)
+        if (!cfg->served_names[i] || !cfg->served_names[i][0])
+            return inf__err(INF_EINVAL, "server: empty served model name");
+    for (int i = 0; i < cfg->n_api_keys; i++)
+        if (!cfg->api_keys[i] || !cfg->api_keys[i][0])
+            return inf__err(INF_EINVAL, "server: empty API key");
+    inf_server *srv = inf__calloc(1, sizeof *srv);
+    if (!srv) return inf__err(INF_ENOMEM, "server");
+    srv->cfg = *cfg;
+    srv->cfg.model_path = NULL;
+    int rc = INF_ENOMEM;
+    if (dup_list(cfg->served_names, cfg->n_served_names, &srv->names) < 0 ||
+        dup_list(cfg->api_keys, cfg->n_api_keys, &srv->keys) < 0 ||
+        dup_list(cfg->cors_origins, cfg->n_cors_origins, &srv->origins) < 0) {
+        rc = inf__err(INF_ENOMEM, "server");
+        goto fail;
+    }
+    srv->n_names = cfg->n_served_names;
+    srv->n_keys = cfg->n_api_keys;
+    srv->n_origins = cfg->n_cors_origins;
+    srv->cfg.served_names = NULL;
+    srv->cfg.api_keys = NULL;
+    srv->cfg.cors_origins = NULL;
+    srv->cfg.model_path = inf__strdup(cfg->model_path);
+    const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    snprintf(srv->host, sizeof srv->host, "%s", host);
+    srv->cfg.host = srv->host;
+    srv->metrics = inf__metrics_new();
+    srv->rl = inf__ratelimit_new(cfg->rate_limit);
+    if (!srv->cfg.model_path || !srv->metrics || (cfg->rate_limit > 0 && !srv->rl)) {
+        rc = inf__err(INF_ENOMEM, "server");
+        goto fail;
+    }
+    inf__rng_seed(&srv->rng, inf__time_ns() ^ (uint64_t)(uintptr_t)srv);
+    srv->created = (int64_t)time(NULL);
+
+    lws_set_log_level(LLL_ERR, lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = cfg->port;
+    bool any = !strcmp(srv->host, "0.0.0.0") || !strcmp(srv->host, "::");
+    info.iface = any ? NULL : srv->host;
+    info.protocols = protocols;
+    info.user = srv;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (!strchr(srv->host, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.max_http_header_data = 16384;
+    info.keepalive_timeout = 30;
+    info.timeout_secs = 30;
+    info.server_string = "inferneo";
+    info.pt_serv_buf_size = 32768;
+    info.retry_and_idle_policy = &retry_policy;
+    info.vhost_name = "inferneo";
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        rc = inf__err(INF_EIO, "cannot listen on %s:%d (address in use or not available)",
+                      srv->host, cfg->port);
+        goto fail;
+    }
+    srv->vhost = lws_get_vhost_by_name(srv->ctx, "inferneo");
+    srv->port = srv->vhost ? lws_get_vhost_listen_port(srv->vhost) : cfg->port;
+    if (srv->port <= 0) {
+        rc = inf__err(INF_EIO, "cannot listen on %s:%d", srv->host, cfg->port);
+        goto fail;
+    }
+    if (pthread_create(&srv->loader, NULL, loader_main, srv) != 0) {
+        rc = inf__err(INF_EINTERNAL, "server: cannot start the loader thread");
+        goto fail;
+    }
+    srv->loader_started = true;
+    inf__log(INF_LOG_INFO, "loading %s (port %d open; /health answers 503 until ready)",
+             srv->cfg.model_path, srv->port);
+    *out = srv;
+    return 0;
+fail:
+    inf_server_destroy(srv);
+    return rc;
+}
+
+int inf_server_run(inf_server *srv) {
+    if (!srv || !srv->ctx) return INF_EINVAL;
+    while (!srv->exit_loop)
+        if (lws_service(srv->ctx, 0) < 0) break;
+    if (srv->shutting_down) inf__log(INF_LOG_INFO, "stopped");
+    return srv->exit_code;
+}
+
+void inf_server_stop(inf_server *srv) {
+    if (!srv) return;
+    atomic_store(&srv->stop_requested, 1);
+    if (srv->ctx) lws_cancel_service(srv->ctx);
+}
+
+int inf_server_port(const inf_server *srv) { return srv ? srv->port : -1; }
+
+void inf_server_destroy(inf_server *srv) {
+    if (!srv) return;
+    if (srv->loader_started) pthread_join(srv->loader, NULL);
+    if (srv->ctx) {
+        lws_sul_cancel(&srv->tick);
+        lws_context_destroy(srv->ctx); /* closes connections: their calls are cancelled */
+        srv->ctx = NULL;
+    }
+    if (srv->engine) inf_engine_destroy(srv->engine);
+    srv->engine = NULL;
+    inf__calls_free_all(srv);
+    free(srv->idmap);
+    if (srv->model) inf_model_free(srv->model);
+    inf__metrics_free(srv->metrics);
+    inf__ratelimit_free(srv->rl);
+    free_list(srv->names, srv->n_names);
+    free_list(srv->keys, srv->n_keys);
+    free_list(srv->origins, srv->n_origins);
+    free((char *)srv->cfg.model_path);
+    free(srv);
+}

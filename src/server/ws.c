@@ -1,0 +1,271 @@
+/*
+ * ws.c — the WebSocket API (seed/websocket-api.md, DESIGN.md §8) on the same lws context and
+ * port as REST: upgrades on /v1/chat/completions and /v1/completions; every frame is one JSON
+ * text message. A request frame is the REST body plus an optional request_id and goes through
+ * the same validator and formatter as REST (openai.c, dispatch.c); this file only frames.
+ *
+ * Protocol: auth by ?token=, Authorization: Bearer on the upgrade, or a first message
+ * {"type":"auth","api_key":…} (answered {"type":"auth","status":"ok"}); a wrong key gets an
+ * authentication_error frame and close 1008. {"type":"ping"} → {"type":"pong"};
+ * {"type":"cancel","request_id":…} ends that request (finish_reason "cancelled"). A bad frame
+ * gets an error frame (with request_id when known) and the socket stays open; an oversized
+ * message closes with 1009; server shutdown closes with 1001 once the socket's requests are done.
+ * Several requests may be in flight on one socket (up to --ws-max-inflight).
+ * Threads: I/O thread only.
+ */
+#include "server/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { WS_ROUTE_CHAT = 1, WS_ROUTE_COMPLETION };
+
+void inf__ws_send_json(inf__conn *c, json_t *obj, json_t *request_id) {
+    if (!obj) return;
+    if (c->closing) {
+        json_decref(obj);
+        return;
+    }
+    if (request_id) json_object_set(obj, "request_id", request_id);
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(obj);
+    if (!s) return;
+    inf__conn_queue(c, INF__OUT_WS_TEXT, s, strlen(s), false);
+    free(s);
+}
+
+void inf__ws_close(inf__conn *c, int code, const char *reason) {
+    if (c->closing) return;
+    c->ws.close_code = code;
+    snprintf(c->ws.close_reason, sizeof c->ws.close_reason, "%s", reason ? reason : "");
+    for (inf__call *call = c->calls; call; call = call->next) {
+        inf__call_cancel(call);
+        call->dead = true;
+    }
+    inf__conn_queue(c, INF__OUT_WS_CLOSE, NULL, 0, false);
+    c->closing = true;
+}
+
+static void send_err(inf__conn *c, const inf__oa_err *e, json_t *request_id) {
+    inf__ws_send_json(c, inf__oa_error_json(e), request_id);
+}
+
+static void auth_fail(inf__conn *c, json_t *request_id) {
+    inf__oa_err e;
+    inf__oa_fail(&e, 401, "authentication_error", "invalid_api_key", NULL,
+                 "Incorrect or missing API key");
+    send_err(c, &e, request_id);
+    inf__ws_close(c, 1008, "invalid api key");
+}
+
+int inf__ws_filter(inf__conn *c, struct lws *wsi) {
+    inf_server *srv = c->srv;
+    char path[128] = "";
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI);
+    if (n <= 0 || n >= (int)sizeof path) return 1;
+    lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI);
+    size_t pl = strlen(path);
+    while (pl > 1 && path[pl - 1] == '/') path[--pl] = 0;
+    if (!strcmp(path, "/v1/chat/completions")) c->ws.route = WS_ROUTE_CHAT;
+    else if (!strcmp(path, "/v1/completions")) c->ws.route = WS_ROUTE_COMPLETION;
+    else return 1;
+    if (srv->shutting_down) return 1;
+    c->ws.authed = srv->n_keys == 0;
+    if (!c->ws.authed) {
+        char buf[1024];
+        const char *tok = NULL;
+        size_t tlen = 0;
+        const char *arg = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
+        if (arg) {
+            if (*arg == '=') arg++; /* lws versions differ on whether '=' is included */
+            tok = arg;
+            tlen = strlen(arg);
+        } else {
+            int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+            if (alen > 0 && alen < (int)sizeof buf &&
+                lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION) >= 0)
+                tok = inf__auth_bearer(buf, &tlen);
+        }
+        if (tok) {
+            /* a wrong key is answered on the socket (error frame, close 1008) */
+            c->ws.authed = inf__auth_check(srv, tok, tlen, &c->rate_key);
+            if (!c->ws.authed) c->ws.close_code = 1008;
+        }
+    }
+    return 0;
+}
+
+void inf__ws_established(inf__conn *c) {
+    c->is_ws = true;
+    c->ws.last_rx = inf__time_s();
+    if (c->ws.close_code == 1008) {
+        c->ws.close_code = 0;
+        auth_fail(c, NULL);
+    }
+}
+
+static int find_call(inf__conn *c, json_t *request_id, inf__call **out) {
+    for (inf__call *call = c->calls; call; call = call->next)
+        if (call->request_id && json_equal(call->request_id, request_id)) {
+            *out = call;
+            return 1;
+        }
+    return 0;
+}
+
+static void handle_message(inf__conn *c, const char *data, size_t len) {
+    inf_server *srv = c->srv;
+    inf__oa_err e;
+    json_t *root = inf__oa_load_json(data, len, &e);
+    if (!root) {
+        send_err(c, &e, NULL);
+        return;
+    }
+    json_t *rid = json_object_get(root, "request_id");
+    if (rid && !json_is_string(rid) && !json_is_integer(rid) && !json_is_real(rid)) {
+        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_type", "request_id",
+                     "'request_id' must be a string or a number");
+        send_err(c, &e, NULL);
+        json_decref(root);
+        return;
+    }
+    if (rid) json_incref(rid);
+    json_t *type = json_object_get(root, "type");
+    const char *ts = json_is_string(type) ? json_string_value(type) : NULL;
+    if (type && !ts) {
+        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_type", "type",
+                     "'type' must be a string");
+        send_err(c, &e, rid);
+        goto done;
+    }
+    if (ts && !strcmp(ts, "auth")) {
+        json_t *key = json_object_get(root, "api_key");
+        int idx = -1;
+        if (srv->n_keys && (!json_is_string(key) ||
+                            !inf__auth_check(srv, json_string_value(key),
+                                             json_string_length(key), &idx))) {
+            auth_fail(c, rid);
+            goto done;
+        }
+        c->ws.authed = true;
+        c->rate_key = idx;
+        json_t *ok = json_object();
+        json_object_set_new(ok, "type", json_string("auth"));
+        json_object_set_new(ok, "status", json_string("ok"));
+        inf__ws_send_json(c, ok, rid);
+        goto done;
+    }
+    if (!c->ws.authed) {
+        auth_fail(c, rid);
+        goto done;
+    }
+    if (ts && !strcmp(ts, "ping")) {
+        json_t *pong = json_object();
+        json_object_set_new(pong, "type", json_string("pong"));
+        inf__ws_send_json(c, pong, rid);
+        goto done;
+    }
+    if (ts && !strcmp(ts, "cancel")) {
+        inf__call *call = NULL;
+        if (!rid || !find_call(c, rid, &call)) {
+            inf__oa_fail(&e, 404, "invalid_request_error", "request_not_found", "request_id",
+                         "no request with this request_id is in flight on this socket");
+            send_err(c, &e, rid);
+        } else {
+            inf__call_cancel(call); /* its FINISH (cancelled) ends it for the client */
+        }
+        goto done;
+    }
+    if (ts) {
+        inf__oa_err u;
+        inf__oa_fail(&u, 400, "invalid_request_error", "unknown_message_type", "type",
+                     "unknown message type '%.64s' (auth, ping, cancel, or a request)", ts);
+        send_err(c, &u, rid);
+        goto done;
+    }
+    /* a request */
+    if (srv->shutting_down || !inf__srv_ready(srv)) {
+        inf__oa_fail(&e, 503, "server_error",
+                     srv->shutting_down ? "shutting_down" : "model_loading", NULL,
+                     srv->shutting_down ? "The server is shutting down"
+                                        : "The model is still loading");
+        send_err(c, &e, rid);
+        goto done;
+    }
+    inf__call *dup;
+    if (rid && find_call(c, rid, &dup)) {
+        inf__oa_fail(&e, 400, "invalid_request_error", "duplicate_request_id", "request_id",
+                     "a request with this request_id is already in flight on this socket");
+        send_err(c, &e, rid);
+        goto done;
+    }
+    if (c->n_calls >= srv->cfg.ws_max_inflight) {
+        inf__oa_fail(&e, 429, "rate_limit_error", "too_many_requests", NULL,
+                     "at most %d requests may be in flight on one socket",
+                     (int)srv->cfg.ws_max_inflight);
+        send_err(c, &e, rid);
+        goto done;
+    }
+    if (!inf__ratelimit_take(srv->rl, c->rate_key, c->peer)) {
+        inf__oa_fail(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
+                     "Rate limit reached: %d requests per minute", (int)srv->cfg.rate_limit);
+        send_err(c, &e, rid);
+        goto done;
+    }
+    json_object_del(root, "request_id");
+    int ep = c->ws.route == WS_ROUTE_CHAT ? INF__EP_CHAT : INF__EP_COMPLETION;
+    const char *path = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
+    inf__oa_req req;
+    if (inf__oa_parse(srv, ep, root, &req, &e) < 0) {
+        inf__oa_req_free(&req);
+        send_err(c, &e, rid);
+        inf__metrics_request(srv->metrics, path, e.status);
+        inf__srv_log_request(srv, "WS", path, e.status, -1, -1, inf__time_s());
+        goto done;
+    }
+    inf__call_start(c, ep, path, &req, rid);
+    rid = NULL; /* the call owns it */
+done:
+    json_decref(rid);
+    json_decref(root);
+}
+
+int inf__ws_receive(inf__conn *c, const void *in, size_t len) {
+    struct lws *wsi = c->wsi;
+    c->ws.last_rx = inf__time_s();
+    if (c->closing) return 0;
+    size_t max = c->srv->cfg.max_body;
+    if (len > max - INF_MIN(c->ws.msg_len, max) || c->ws.msg_len + len > max) {
+        inf__ws_close(c, 1009, "message too big");
+        return 0;
+    }
+    if (c->ws.msg_len + len + 1 > c->ws.msg_cap) {
+        size_t cap = c->ws.msg_cap ? c->ws.msg_cap : 4096;
+        while (cap < c->ws.msg_len + len + 1) cap *= 2;
+        char *nb = realloc(c->ws.msg, cap);
+        if (!nb) return -1;
+        c->ws.msg = nb;
+        c->ws.msg_cap = cap;
+    }
+    memcpy(c->ws.msg + c->ws.msg_len, in, len);
+    c->ws.msg_len += len;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
+    bool binary = lws_frame_is_binary(wsi);
+    size_t n = c->ws.msg_len;
+    c->ws.msg_len = 0;
+    if (binary) {
+        inf__oa_err e;
+        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_frame", NULL,
+                     "binary frames are not supported: send JSON text frames");
+        send_err(c, &e, NULL);
+    } else {
+        handle_message(c, c->ws.msg, n);
+    }
+    if (c->ws.msg_cap > 65536) { /* do not keep a large buffer around */
+        free(c->ws.msg);
+        c->ws.msg = NULL;
+        c->ws.msg_cap = 0;
+    }
+    return 0;
+}
