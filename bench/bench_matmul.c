@@ -5,13 +5,15 @@
  *   cc -O2 -Iinclude -Isrc bench/bench_matmul.c build/libinferneo_core.a -lpthread -lm \
  *      -o build/bench_matmul
  * Run: build/bench_matmul [threads=2] [types=q4_0,q8_0,f16,q4_K,q6_K] [seconds-per-case=0.5]
+ *      [repack=1]
  *
  * Prints, per weight type: GEMV (n_tok = 1) GB/s of weights streamed and GEMM (n_tok = 128)
  * GFLOP/s on 2048x2048, 5632x2048 and 2048x5632, then a whole "model pass" of TinyLlama's 22
  * layers (+ output): decode tokens/s bounded by matmuls (weights far larger than the caches)
  * and pp128 tokens/s of the matmuls. Every figure is also given as a ratio to the machine's read
  * bandwidth measured in the same run. Weights are random bytes with sane block scales; values do
- * not matter for speed.
+ * not matter for speed. With repack=1 (default) weights go through inf_matmul_repack first, as
+ * a model loader would do; per-shape lines show both layouts.
  */
 #include "kernels/kernels.h"
 
@@ -55,8 +57,11 @@ static void fill_weights(int type, uint8_t *w, size_t bytes, uint64_t seed) {
 
 typedef struct {
     inf_tensor t;
-    void *mem;
+    void *mem, *rmem;
 } weight;
+
+static int g_repack = 1;
+static inf_pool *g_pool;
 
 static int make_weight(weight *w, int type, int64_t n_in, int64_t n_out, uint64_t seed) {
     size_t rs = inf_type_row_size(type, n_in);
@@ -66,6 +71,16 @@ static int make_weight(weight *w, int type, int64_t n_in, int64_t n_out, uint64_
     fill_weights(type, w->mem, bytes, seed);
     w->t = (inf_tensor){.type = type, .ne = {n_in, n_out, 1, 1}, .nb = {0, rs, bytes, bytes},
                         .data = w->mem, .name = "w"};
+    w->rmem = NULL;
+    if (g_repack) {
+        inf_tensor r;
+        if (inf_matmul_repack(g_pool, &w->t, &r, &w->rmem) != 0) return -1;
+        if (w->rmem) {
+            free(w->mem);
+            w->mem = w->rmem;
+            w->t = r;
+        }
+    }
     return 0;
 }
 
@@ -94,15 +109,17 @@ int main(int argc, char **argv) {
     int nth = argc > 1 ? atoi(argv[1]) : 2;
     const char *types_arg = argc > 2 ? argv[2] : "q4_0,q8_0,f16,q4_K,q6_K";
     double secs = argc > 3 ? atof(argv[3]) : 0.5;
+    g_repack = argc > 4 ? atoi(argv[4]) : 1;
     if (inf_kernels_init() != 0) {
         fprintf(stderr, "kernels: %s\n", inf_last_error());
         return 1;
     }
     inf_pool *pool;
     if (inf_pool_create(nth, &pool) != 0) return 1;
+    g_pool = pool;
     double bw = inf_kernels_measure_read_bw(pool);
-    printf("isa %s, %d threads, read bandwidth %.2f GB/s\n", inf_isa_name(inf_kernels_isa()), nth,
-           bw);
+    printf("isa %s, %d threads, read bandwidth %.2f GB/s, weights %s\n",
+           inf_isa_name(inf_kernels_isa()), nth, bw, g_repack ? "repacked where possible" : "as in GGUF");
 
     const int64_t dim = 2048, ff = 5632, kv = 256, vocab = 32000, layers = 22, ntok = 128;
     float *x = malloc(sizeof(float) * ntok * ff), *y = malloc(sizeof(float) * ntok * vocab);
@@ -127,7 +144,7 @@ int main(int argc, char **argv) {
             void *scr = inf__aligned_alloc(64, need);
             double t1 = bench_one(pool, &w, 1, x, y, scr, secs);
             double tg = bench_one(pool, &w, ntok, x, y, scr, secs);
-            double bytes = (double)w.t.nb[2];
+            double bytes = (double)inf_type_row_size(type, shapes[s][0]) * (double)shapes[s][1];
             double flops = 2.0 * shapes[s][0] * shapes[s][1];
             printf("  %5lldx%-5lld GEMV %7.1f us %6.2f GB/s (hot, %.2fx bw) | GEMM n=128 %7.2f ms "
                    "%6.1f GFLOP/s\n",
@@ -149,7 +166,7 @@ int main(int argc, char **argv) {
                     ok = 0;
                     break;
                 }
-                total_bytes += (double)ws[l * per_layer + k].t.nb[2];
+                total_bytes += (double)inf_type_row_size(type, sh[k][0]) * (double)sh[k][1];
             }
         }
         /* Output matrix: q6_K for q4_0 models (as llama.cpp quantizes them), else the type. */
@@ -159,7 +176,7 @@ int main(int argc, char **argv) {
         if (!ok) {
             printf("  (model pass skipped: out of memory)\n");
         } else {
-            double out_bytes = (double)wo->t.nb[2];
+            double out_bytes = (double)inf_type_row_size(out_type, dim) * (double)vocab;
             size_t need = inf_matmul_scratch_size(type, ff, ntok);
             if (need > scr_sz) scr_sz = need;
             void *scr = inf__aligned_alloc(64, need + inf_matmul_scratch_size(out_type, dim, ntok));

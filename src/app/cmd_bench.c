@@ -78,9 +78,9 @@ int inf_cmd_bench(int argc, char **argv) {
             return 0;
         }
         if (a[0] != '-' || i + 1 >= argc) {
-            fprintf(stderr, "inferneo bench: %s '%s'\n",
-                    a[0] != '-' ? "unexpected argument" : "option needs a value (or is unknown):",
-                    a);
+            fprintf(
+                stderr, "inferneo bench: %s '%s'\n",
+                a[0] != '-' ? "unexpected argument" : "option needs a value (or is unknown):", a);
             return 2;
         }
         const char *v = argv[++i];
@@ -153,8 +153,7 @@ int inf_cmd_bench(int argc, char **argv) {
         goto done;
     }
     for (int64_t r = 0; r < reps; r++) {
-        if ((rc = run_once(ctx, prompt, n_prompt, n_gen, logits, info.n_vocab, &t_pp, &t_tg)) <
-            0) {
+        if ((rc = run_once(ctx, prompt, n_prompt, n_gen, logits, info.n_vocab, &t_pp, &t_tg)) < 0) {
             inf_app_fail("run", rc);
             goto done;
         }

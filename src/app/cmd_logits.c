@@ -32,9 +32,9 @@ int inf_cmd_logits(int argc, char **argv) {
             return 0;
         }
         if (a[0] != '-' || i + 1 >= argc) {
-            fprintf(stderr, "inferneo logits: %s '%s'\n",
-                    a[0] != '-' ? "unexpected argument" : "option needs a value (or is unknown):",
-                    a);
+            fprintf(
+                stderr, "inferneo logits: %s '%s'\n",
+                a[0] != '-' ? "unexpected argument" : "option needs a value (or is unknown):", a);
             return 2;
         }
         const char *v = argv[++i];
@@ -105,7 +105,8 @@ int inf_cmd_logits(int argc, char **argv) {
         goto done;
     }
     f = NULL;
-    for (int64_t i = 0; i < n_tok; i++) printf("%s%d", i ? " " : "", toks[i]);
+    for (int64_t i = 0; i < n_tok; i++)
+        printf("%s%d", i ? " " : "", toks[i]);
     printf("\n");
     status = 0;
 done:

@@ -20,32 +20,31 @@
 #include <string.h>
 
 static void serve_usage(FILE *f) {
-    fprintf(f,
-            "usage: inferneo serve -m MODEL [options]\n\n"
-            "  -m, --model PATH            GGUF model file (required)\n"
-            "      --host ADDR             address to bind (default 127.0.0.1; 0.0.0.0: all)\n"
-            "      --port N                port (default 8000; 0: any free port)\n"
-            "      --served-model-name N[,ALIAS...]\n"
-            "                              model id(s) reported and accepted (default: the\n"
-            "                              GGUF's general.name, else the file name)\n"
-            "      --api-key KEY           require Authorization: Bearer KEY (repeatable)\n"
-            "      --api-key-file FILE     more keys, one per line ('#' comments)\n"
-            "      --cors-origin ORIGIN    allow browser requests from ORIGIN ('*': any;\n"
-            "                              repeatable)\n"
-            "      --max-seqs N            sequences decoded together (default 64)\n"
-            "      --max-batch-tokens N    tokens per forward step (default 512)\n"
-            "      --kv-mem MiB            KV cache budget (default: engine's choice)\n"
-            "  -c, --ctx-size N            per-request context (default: the model's)\n"
-            "      --no-prefix-cache       do not share KV pages between requests\n"
-            "      --max-body BYTES        largest request body / WebSocket message (default "
-            "8 MiB)\n"
-            "      --queue N               queued requests before 429 (default 1024)\n"
-            "      --ws-max-inflight N     requests in flight per WebSocket (default 16)\n"
-            "      --rate-limit N          requests per minute per API key (default 0: off)\n"
-            "      --shutdown-grace S      seconds running requests may finish after a stop "
-            "signal (default 5)\n"
-            "  -t, --threads N             compute threads (default: number of cores)\n"
-            "  -h, --help                  this help\n");
+    fprintf(f, "usage: inferneo serve -m MODEL [options]\n\n"
+               "  -m, --model PATH            GGUF model file (required)\n"
+               "      --host ADDR             address to bind (default 127.0.0.1; 0.0.0.0: all)\n"
+               "      --port N                port (default 8000; 0: any free port)\n"
+               "      --served-model-name N[,ALIAS...]\n"
+               "                              model id(s) reported and accepted (default: the\n"
+               "                              GGUF's general.name, else the file name)\n"
+               "      --api-key KEY           require Authorization: Bearer KEY (repeatable)\n"
+               "      --api-key-file FILE     more keys, one per line ('#' comments)\n"
+               "      --cors-origin ORIGIN    allow browser requests from ORIGIN ('*': any;\n"
+               "                              repeatable)\n"
+               "      --max-seqs N            sequences decoded together (default 64)\n"
+               "      --max-batch-tokens N    tokens per forward step (default 512)\n"
+               "      --kv-mem MiB            KV cache budget (default: engine's choice)\n"
+               "  -c, --ctx-size N            per-request context (default: the model's)\n"
+               "      --no-prefix-cache       do not share KV pages between requests\n"
+               "      --max-body BYTES        largest request body / WebSocket message (default "
+               "8 MiB)\n"
+               "      --queue N               queued requests before 429 (default 1024)\n"
+               "      --ws-max-inflight N     requests in flight per WebSocket (default 16)\n"
+               "      --rate-limit N          requests per minute per API key (default 0: off)\n"
+               "      --shutdown-grace S      seconds running requests may finish after a stop "
+               "signal (default 5)\n"
+               "  -t, --threads N             compute threads (default: number of cores)\n"
+               "  -h, --help                  this help\n");
 }
 
 typedef struct strlist {
@@ -70,7 +69,8 @@ static bool push(strlist *l, const char *s, size_t n) {
 }
 
 static void list_free(strlist *l) {
-    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
     free(l->v);
 }
 
@@ -78,8 +78,10 @@ static bool add_names(strlist *l, const char *csv) {
     for (const char *p = csv; *p;) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n && (*p == ' ')) p++, n--;
-        while (n && p[n - 1] == ' ') n--;
+        while (n && (*p == ' '))
+            p++, n--;
+        while (n && p[n - 1] == ' ')
+            n--;
         if (!n) {
             fprintf(stderr, "inferneo serve: empty name in --served-model-name '%s'\n", csv);
             return false;
@@ -100,8 +102,10 @@ static bool read_keys(strlist *keys, const char *path) {
         char *nl = memchr(line, '\n', (size_t)(buf + len - line));
         char *end = nl ? nl : buf + len;
         char *a = line, *b = end;
-        while (a < b && (*a == ' ' || *a == '\t' || *a == '\r')) a++;
-        while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r')) b--;
+        while (a < b && (*a == ' ' || *a == '\t' || *a == '\r'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r'))
+            b--;
         if (b > a && *a != '#') ok = push(keys, a, (size_t)(b - a));
         line = end + 1;
     }

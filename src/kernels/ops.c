@@ -16,15 +16,19 @@ void inf_op_rmsnorm(const float *x, const float *w, float *y, int64_t n, float e
     double acc[4] = {0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 4 <= n; i += 4)
-        for (int j = 0; j < 4; j++) acc[j] += (double)(x[i + j] * x[i + j]);
-    for (; i < n; i++) acc[0] += (double)(x[i] * x[i]);
+        for (int j = 0; j < 4; j++)
+            acc[j] += (double)(x[i + j] * x[i + j]);
+    for (; i < n; i++)
+        acc[0] += (double)(x[i] * x[i]);
     double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     float mean = (float)(sum / (double)(n > 0 ? n : 1));
     float scale = 1.0f / sqrtf(mean + eps);
     if (w)
-        for (i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+        for (i = 0; i < n; i++)
+            y[i] = (x[i] * scale) * w[i];
     else
-        for (i = 0; i < n; i++) y[i] = x[i] * scale;
+        for (i = 0; i < n; i++)
+            y[i] = x[i] * scale;
 }
 
 void inf_op_rope_cache(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale) {
@@ -65,8 +69,7 @@ void inf_op_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, cons
  * load time by the CPU (GCC function multiversioning). Within one machine the choice is fixed,
  * so results stay deterministic; the lane structure below is identical in every clone. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(INF_NO_CLONES)
-#define INF_OPS_CLONES                                                                            \
-    __attribute__((target_clones("avx512f", "avx2", "default")))
+#define INF_OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define INF_OPS_CLONES
 #endif
@@ -90,18 +93,22 @@ INF_INLINE float lanes_sum(v16 acc) {
     float l[16];
     memcpy(l, &acc, sizeof l);
     float s8[8], s4[4];
-    for (int j = 0; j < 8; j++) s8[j] = l[j] + l[j + 8];
-    for (int j = 0; j < 4; j++) s4[j] = s8[j] + s8[j + 4];
+    for (int j = 0; j < 8; j++)
+        s8[j] = l[j] + l[j + 8];
+    for (int j = 0; j < 4; j++)
+        s4[j] = s8[j] + s8[j + 4];
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 INF_INLINE float dot_lanes(const float *restrict a, const float *restrict b, int64_t n) {
     v16 acc = {0};
     int64_t i = 0;
-    for (; i + DOT_LANES <= n; i += DOT_LANES) acc += load16(a + i) * load16(b + i);
+    for (; i + DOT_LANES <= n; i += DOT_LANES)
+        acc += load16(a + i) * load16(b + i);
     float l[16];
     memcpy(l, &acc, sizeof l);
-    for (int j = 0; i < n; i++, j++) l[j] += a[i] * b[i];
+    for (int j = 0; i < n; i++, j++)
+        l[j] += a[i] * b[i];
     memcpy(&acc, l, sizeof l);
     return lanes_sum(acc);
 }
@@ -109,9 +116,13 @@ INF_INLINE float dot_lanes(const float *restrict a, const float *restrict b, int
 typedef int32_t vi16 __attribute__((vector_size(64)));
 typedef uint32_t vu16 __attribute__((vector_size(64)));
 
-INF_INLINE void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+INF_INLINE void store16(float *p, v16 v) {
+    memcpy(p, &v, sizeof v);
+}
 /* Lane-wise select: m ? a : b (m from a vector comparison: all ones or zero). */
-INF_INLINE v16 sel16(vi16 m, v16 a, v16 b) { return (v16)((m & (vi16)a) | (~m & (vi16)b)); }
+INF_INLINE v16 sel16(vi16 m, v16 a, v16 b) {
+    return (v16)((m & (vi16)a) | (~m & (vi16)b));
+}
 
 /* exp(x) lane-wise: x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial
  * (truncation error < 1e-8 relative), 2^n added into the exponent bits. Results below
@@ -137,33 +148,35 @@ INF_INLINE v16 exp16(v16 x) {
 
 /* Applies a lane-wise body to x[0..n) in blocks of 16; the tail goes through a padded block so
  * every element sees exactly the same arithmetic wherever it sits. */
-#define FOR_BLOCKS16(n, ...)                                                           \
-    do {                                                                                          \
-        int64_t i_ = 0;                                                                           \
-        for (; i_ + 16 <= (n); i_ += 16) {                                                        \
-            int64_t off_ = i_;                                                                    \
-            int64_t cnt_ = 16;                                                                    \
-            (void)cnt_;                                                                           \
-            __VA_ARGS__                                                                           \
-        }                                                                                         \
-        if (i_ < (n)) {                                                                           \
-            int64_t off_ = i_;                                                                    \
-            int64_t cnt_ = (n) - i_;                                                              \
-            (void)off_;                                                                           \
-            __VA_ARGS__                                                                           \
-        }                                                                                         \
+#define FOR_BLOCKS16(n, ...)                                                                       \
+    do {                                                                                           \
+        int64_t i_ = 0;                                                                            \
+        for (; i_ + 16 <= (n); i_ += 16) {                                                         \
+            int64_t off_ = i_;                                                                     \
+            int64_t cnt_ = 16;                                                                     \
+            (void)cnt_;                                                                            \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+        if (i_ < (n)) {                                                                            \
+            int64_t off_ = i_;                                                                     \
+            int64_t cnt_ = (n)-i_;                                                                 \
+            (void)off_;                                                                            \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
     } while (0)
 
 INF_INLINE v16 load_tail(const float *p, int64_t cnt, float pad) {
     float b[16];
-    for (int j = 0; j < 16; j++) b[j] = j < cnt ? p[j] : pad;
+    for (int j = 0; j < 16; j++)
+        b[j] = j < cnt ? p[j] : pad;
     return load16(b);
 }
 
 INF_INLINE void store_tail(float *p, v16 v, int64_t cnt) {
     float b[16];
     store16(b, v);
-    for (int64_t j = 0; j < cnt; j++) p[j] = b[j];
+    for (int64_t j = 0; j < cnt; j++)
+        p[j] = b[j];
 }
 
 INF_INLINE v16 ld(const float *p, int64_t cnt, float pad) {
@@ -186,7 +199,8 @@ INF_INLINE void softmax_impl(float *x, int64_t n) {
     });
     float ml[16], max = -INFINITY;
     store16(ml, m);
-    for (int j = 0; j < 16; j++) max = ml[j] > max ? ml[j] : max;
+    for (int j = 0; j < 16; j++)
+        max = ml[j] > max ? ml[j] : max;
     /* Float lanes per block, blocks summed in double: the error stays that of 16-term sums. */
     double sum = 0;
     FOR_BLOCKS16(n, {
@@ -199,7 +213,9 @@ INF_INLINE void softmax_impl(float *x, int64_t n) {
 }
 
 INF_OPS_CLONES
-void inf_op_softmax(float *x, int64_t n) { softmax_impl(x, n); }
+void inf_op_softmax(float *x, int64_t n) {
+    softmax_impl(x, n);
+}
 
 INF_OPS_CLONES
 void inf_op_silu_mul(float *g, const float *u, int64_t n) {
@@ -227,10 +243,13 @@ INF_INLINE void round_f16_impl(float *x, int64_t n) {
 }
 
 INF_OPS_CLONES
-void inf_op_round_f16(float *x, int64_t n) { round_f16_impl(x, n); }
+void inf_op_round_f16(float *x, int64_t n) {
+    round_f16_impl(x, n);
+}
 
 void inf_op_add(float *y, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    for (int64_t i = 0; i < n; i++)
+        y[i] += x[i];
 }
 
 /* One halving step of the joint reduction of many dots. a and b hold groups of g partial sums
@@ -273,19 +292,23 @@ INF_INLINE void attn_scores(const float *restrict q, const float *k, size_t stri
             for (int64_t i = 0; i < hd; i += DOT_LANES) {
                 v16 qv = load16(q + i);
 #pragma GCC unroll 16
-                for (int t = 0; t < 16; t++) acc[t] += qv * load16(kp[t] + i);
+                for (int t = 0; t < 16; t++)
+                    acc[t] += qv * load16(kp[t] + i);
             }
             v16 r8[8], r4[4], r2[2];
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) r8[t] = halve(acc[2 * t], acc[2 * t + 1], 16);
+            for (int t = 0; t < 8; t++)
+                r8[t] = halve(acc[2 * t], acc[2 * t + 1], 16);
 #pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) r4[t] = halve(r8[2 * t], r8[2 * t + 1], 8);
+            for (int t = 0; t < 4; t++)
+                r4[t] = halve(r8[2 * t], r8[2 * t + 1], 8);
             r2[0] = halve(r4[0], r4[1], 4);
             r2[1] = halve(r4[2], r4[3], 4);
             store16(scores + j, halve(r2[0], r2[1], 2) * scale);
         }
     }
-    for (; j < n_pos; j++) scores[j] = dot_lanes(q, k + (size_t)slots[j] * stride, hd) * scale;
+    for (; j < n_pos; j++)
+        scores[j] = dot_lanes(q, k + (size_t)slots[j] * stride, hd) * scale;
 }
 
 /* out += sum over j in [j0, j1) of p_j v_j for one head: 64 (then 16) output dims at a time,
@@ -313,45 +336,124 @@ INF_INLINE void attn_pv(const float *restrict p, const float *v, size_t stride,
     }
     for (; d0 + DOT_LANES <= hd; d0 += DOT_LANES) {
         v16 a0 = load16(out + d0);
-        for (int64_t j = j0; j < j1; j++) a0 += p[j] * load16(v + (size_t)slots[j] * stride + d0);
+        for (int64_t j = j0; j < j1; j++)
+            a0 += p[j] * load16(v + (size_t)slots[j] * stride + d0);
         store16(out + d0, a0);
     }
     for (; d0 < hd; d0++) {
         float acc = out[d0];
-        for (int64_t j = j0; j < j1; j++) acc += p[j] * v[(size_t)slots[j] * stride + d0];
+        for (int64_t j = j0; j < j1; j++)
+            acc += p[j] * v[(size_t)slots[j] * stride + d0];
         out[d0] = acc;
+    }
+}
+
+/* attn_pv for two heads at once (eight independent FMA chains instead of four); each head's
+ * arithmetic is exactly attn_pv's. hd must be a multiple of 64. */
+INF_INLINE void attn_pv2(const float *restrict p, const float *restrict r, const float *v,
+                         size_t stride, const int32_t *slots, int64_t j0, int64_t j1, int64_t hd,
+                         float *restrict out, float *restrict out2) {
+    for (int64_t d0 = 0; d0 < hd; d0 += 4 * DOT_LANES) {
+        v16 a0 = load16(out + d0), a1 = load16(out + d0 + 16), a2 = load16(out + d0 + 32),
+            a3 = load16(out + d0 + 48);
+        v16 b0 = load16(out2 + d0), b1 = load16(out2 + d0 + 16), b2 = load16(out2 + d0 + 32),
+            b3 = load16(out2 + d0 + 48);
+        for (int64_t j = j0; j < j1; j++) {
+            const float *vj = v + (size_t)slots[j] * stride + d0;
+            v16 v0 = load16(vj), v1 = load16(vj + 16), v2 = load16(vj + 32), v3 = load16(vj + 48);
+            float pj = p[j], rj = r[j];
+            a0 += pj * v0;
+            a1 += pj * v1;
+            a2 += pj * v2;
+            a3 += pj * v3;
+            b0 += rj * v0;
+            b1 += rj * v1;
+            b2 += rj * v2;
+            b3 += rj * v3;
+        }
+        store16(out + d0, a0);
+        store16(out + d0 + 16, a1);
+        store16(out + d0 + 32, a2);
+        store16(out + d0 + 48, a3);
+        store16(out2 + d0, b0);
+        store16(out2 + d0 + 16, b1);
+        store16(out2 + d0 + 32, b2);
+        store16(out2 + d0 + 48, b3);
     }
 }
 
 #define ATTN_BLOCK 64 /* positions per block: the block's K and V rows stay in L1 across heads */
 
+INF_INLINE void scores_impl(const float *q, int64_t n_heads, const float *k, size_t stride,
+                            const int32_t *slots, int64_t n, int64_t hd, float scale, float *scores,
+                            int64_t ld) {
+    for (int64_t j0 = 0; j0 < n; j0 += ATTN_BLOCK) {
+        int64_t nb = INF_OPS_MIN(ATTN_BLOCK, n - j0);
+        for (int64_t h = 0; h < n_heads; h++)
+            attn_scores(q + h * hd, k, stride, slots + j0, nb, hd, scale, scores + h * ld + j0);
+    }
+}
+
+INF_INLINE void pv_impl(const float *p, int64_t n_heads, int64_t ld, const float *v, size_t stride,
+                        const int32_t *slots, int64_t n, int64_t hd, float *part) {
+    for (int64_t i = 0; i < n_heads * hd; i++)
+        part[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < n; j0 += ATTN_BLOCK) {
+        int64_t j1 = INF_OPS_MIN(n, j0 + ATTN_BLOCK), h = 0;
+        if (hd % (4 * DOT_LANES) == 0)
+            for (; h + 2 <= n_heads; h += 2)
+                attn_pv2(p + h * ld, p + (h + 1) * ld, v, stride, slots, j0, j1, hd, part + h * hd,
+                         part + (h + 1) * hd);
+        for (; h < n_heads; h++)
+            attn_pv(p + h * ld, v, stride, slots, j0, j1, hd, part + h * hd);
+    }
+}
+
+INF_INLINE void attn_softmax_impl(float *row, int64_t n) {
+    softmax_impl(row, n);
+    /* llama.cpp multiplies the probabilities with its f16 V cache in f16: same precision. */
+    round_f16_impl(row, n);
+}
+
+INF_OPS_CLONES
+void inf_op_attn_scores(const float *q, int64_t n_heads, const float *k, size_t stride,
+                        const int32_t *slots, int64_t n, int64_t head_dim, float scale,
+                        float *scores, int64_t ld) {
+    scores_impl(q, n_heads, k, stride, slots, n, head_dim, scale, scores, ld);
+}
+
+INF_OPS_CLONES
+void inf_op_attn_softmax(float *row, int64_t n) {
+    attn_softmax_impl(row, n);
+}
+
+INF_OPS_CLONES
+void inf_op_attn_pv(const float *p, int64_t n_heads, int64_t ld, const float *v, size_t stride,
+                    const int32_t *slots, int64_t n, int64_t head_dim, float *part) {
+    pv_impl(p, n_heads, ld, v, stride, slots, n, head_dim, part);
+}
+
 INF_OPS_CLONES
 void inf_op_attention_group(const float *q, int64_t n_heads, const float *k, const float *v,
                             size_t stride, const int32_t *slots, int64_t n_pos, int64_t head_dim,
-                            float scale, float *scores, float *out) {
-    for (int64_t i = 0; i < n_heads * head_dim; i++) out[i] = 0.0f;
+                            float scale, float *scratch, float *out) {
+    for (int64_t i = 0; i < n_heads * head_dim; i++)
+        out[i] = 0.0f;
     if (n_pos <= 0) return;
-    /* Scores of every head, block by block, so a block of keys is read once for all heads. */
-    for (int64_t j0 = 0; j0 < n_pos; j0 += ATTN_BLOCK) {
-        int64_t nb = INF_OPS_MIN(ATTN_BLOCK, n_pos - j0);
-        for (int64_t h = 0; h < n_heads; h++)
-            attn_scores(q + h * head_dim, k, stride, slots + j0, nb, head_dim, scale,
-                        scores + h * n_pos + j0);
-    }
-    for (int64_t h = 0; h < n_heads; h++) {
-        softmax_impl(scores + h * n_pos, n_pos);
-        /* llama.cpp multiplies the probabilities with its f16 V cache in f16: same precision. */
-        round_f16_impl(scores + h * n_pos, n_pos);
-    }
-    for (int64_t j0 = 0; j0 < n_pos; j0 += ATTN_BLOCK) {
-        int64_t j1 = INF_OPS_MIN(n_pos, j0 + ATTN_BLOCK);
-        for (int64_t h = 0; h < n_heads; h++)
-            attn_pv(scores + h * n_pos, v, stride, slots, j0, j1, head_dim, out + h * head_dim);
+    float *scores = scratch, *part = scratch + n_heads * n_pos;
+    scores_impl(q, n_heads, k, stride, slots, n_pos, head_dim, scale, scores, n_pos);
+    for (int64_t h = 0; h < n_heads; h++)
+        attn_softmax_impl(scores + h * n_pos, n_pos);
+    for (int64_t c0 = 0; c0 < n_pos; c0 += INF_ATTN_CHUNK) {
+        int64_t nc = INF_OPS_MIN(INF_ATTN_CHUNK, n_pos - c0);
+        pv_impl(scores + c0, n_heads, n_pos, v, stride, slots + c0, nc, head_dim, part);
+        for (int64_t i = 0; i < n_heads * head_dim; i++)
+            out[i] += part[i];
     }
 }
 
 void inf_op_attention(const float *q, const float *k, const float *v, size_t stride,
                       const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
-                      float *scores, float *out) {
-    inf_op_attention_group(q, 1, k, v, stride, slots, n_pos, head_dim, scale, scores, out);
+                      float *scratch, float *out) {
+    inf_op_attention_group(q, 1, k, v, stride, slots, n_pos, head_dim, scale, scratch, out);
 }

@@ -30,21 +30,34 @@ void inf_op_round_f16(float *x, int64_t n);
 /* y[i] += x[i]. */
 void inf_op_add(float *y, const float *x, int64_t n);
 
-/* Attention of one query head over n_pos cached positions.
- * q: [head_dim]; position j's key is k + slots[j] * stride (head_dim floats), value likewise in v.
- * scores: scratch of n_pos floats. out: [head_dim] = sum_j softmax(scale * q.k_j)_j * v_j, with
- * the probabilities rounded to binary16 precision as llama.cpp's f16 KV path does (callers round
- * q, k and v with inf_op_round_f16 for the same reason). */
-void inf_op_attention(const float *q, const float *k, const float *v, size_t stride,
-                      const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
-                      float *scores, float *out);
+/* Attention numerics (fixed, so results never depend on batching or threads):
+ * scores_j = scale * q.k_j (16-lane dot, fixed tree); p = round_f16(softmax(scores)) as
+ * llama.cpp's f16 KV path does (callers round q, k and v with inf_op_round_f16 for the same
+ * reason); out = sum over chunks of INF_ATTN_CHUNK positions, in order, of the chunk's
+ * sum_j p_j v_j (each summed over j in order). The phase functions below compute exactly the same
+ * values as inf_op_attention_group, so a caller may split a long attention across threads. */
+#define INF_ATTN_CHUNK 256
 
-/* The same for n_heads query heads sharing one KV head (GQA): q and out are [n_heads][head_dim],
- * scores is scratch of n_heads * n_pos floats. Each head's result is bit-identical to
- * inf_op_attention on that head alone; grouping only lets a block of K/V rows be read once for
- * all heads. */
+/* Attention of n_heads query heads sharing one KV head (GQA) over n_pos cached positions.
+ * q, out: [n_heads][head_dim]. Position j's key is k + slots[j] * stride (head_dim floats), its
+ * value likewise in v. scratch: n_heads * (n_pos + head_dim) floats. */
 void inf_op_attention_group(const float *q, int64_t n_heads, const float *k, const float *v,
                             size_t stride, const int32_t *slots, int64_t n_pos, int64_t head_dim,
-                            float scale, float *scores, float *out);
+                            float scale, float *scratch, float *out);
+/* The same for one head. */
+void inf_op_attention(const float *q, const float *k, const float *v, size_t stride,
+                      const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
+                      float *scratch, float *out);
+
+/* Phases: scores[h * ld + j] for h < n_heads, j < n (keys slots[0..n)); */
+void inf_op_attn_scores(const float *q, int64_t n_heads, const float *k, size_t stride,
+                        const int32_t *slots, int64_t n, int64_t head_dim, float scale,
+                        float *scores, int64_t ld);
+/* a head's whole score row -> its probabilities, in place; */
+void inf_op_attn_softmax(float *row, int64_t n);
+/* one chunk's part[h][d] = sum_{j < n} p[h * ld + j] * v_{slots[j]}[d] (n <= INF_ATTN_CHUNK, p and
+ * slots pointing at the chunk's first position); out is then the in-order sum of the parts. */
+void inf_op_attn_pv(const float *p, int64_t n_heads, int64_t ld, const float *v, size_t stride,
+                    const int32_t *slots, int64_t n, int64_t head_dim, float *part);
 
 #endif

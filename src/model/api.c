@@ -30,7 +30,8 @@ static void count_tensors(inf_model *m) {
         const inf_gguf_tensor *t = inf_gguf_tensor_at(m->gguf, i);
         if (t->type >= 0 && t->type < 64) m->n_tensors_by_type[t->type]++;
         uint64_t ne = 1;
-        for (int d = 0; d < INF_GGUF_MAX_DIMS; d++) ne *= (uint64_t)t->ne[d];
+        for (int d = 0; d < INF_GGUF_MAX_DIMS; d++)
+            ne *= (uint64_t)t->ne[d];
         m->n_params += ne;
         m->weight_bytes += t->nbytes;
     }
@@ -147,9 +148,9 @@ struct inf_context {
     inf_kv_store kv;
     inf_forward_scratch *s;
     int64_t n_ctx, pos, max_batch;
-    int32_t *slots;                      /* [n_ctx] slot of each position (= position) */
-    int32_t *b_pos, *b_seq, *b_slot;     /* [max_batch] */
-    uint8_t *b_out;                      /* [max_batch] */
+    int32_t *slots;                  /* [n_ctx] slot of each position (= position) */
+    int32_t *b_pos, *b_seq, *b_slot; /* [max_batch] */
+    uint8_t *b_out;                  /* [max_batch] */
 };
 
 int inf_context_new(inf_model *m, int64_t n_ctx, inf_context **out) {
@@ -175,7 +176,8 @@ int inf_context_new(inf_model *m, int64_t n_ctx, inf_context **out) {
         rc = inf__err(INF_ENOMEM, "context of %lld tokens", (long long)n_ctx);
         goto fail;
     }
-    for (int64_t i = 0; i < n_ctx; i++) c->slots[i] = (int32_t)i;
+    for (int64_t i = 0; i < n_ctx; i++)
+        c->slots[i] = (int32_t)i;
     *out = c;
     return 0;
 fail:
@@ -221,8 +223,10 @@ int inf_context_eval(inf_context *c, const int32_t *tokens, int64_t n, bool all,
                        .n_seqs = 1,
                        .output = c->b_out};
         float *dst = NULL;
-        if (logits && all) dst = logits + (size_t)done * (size_t)V;
-        else if (logits && last_chunk) dst = logits;
+        if (logits && all)
+            dst = logits + (size_t)done * (size_t)V;
+        else if (logits && last_chunk)
+            dst = logits;
         int rc = inf_model_forward(c->m, c->s, &b, &c->kv, dst, NULL);
         if (rc < 0) return rc;
         done += cnt;
@@ -235,4 +239,6 @@ void inf_context_reset(inf_context *c) {
     if (c) c->pos = 0;
 }
 
-int64_t inf_context_pos(const inf_context *c) { return c ? c->pos : 0; }
+int64_t inf_context_pos(const inf_context *c) {
+    return c ? c->pos : 0;
+}

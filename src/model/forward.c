@@ -22,6 +22,11 @@
 
 /* Query heads of one KV head evaluated together by one attention work unit (at most). */
 #define ATTN_MAX_GROUP 8
+/* Split attention pays off from about this position on (measured on 16 cores, TinyLlama shape:
+ * the extra pool runs cost more than they gain on shorter contexts). */
+#define SPLIT_MIN_POS 768
+/* Floats of score rows kept for split attention ([entries][n_head][max_ctx]). */
+#define SPLIT_BUDGET (4 << 20)
 
 struct inf_forward_scratch {
     int64_t max_tokens, max_ctx;
@@ -34,9 +39,14 @@ struct inf_forward_scratch {
     float *gate;   /* [max_tokens][n_ff] */
     float *up;     /* [max_tokens][n_ff] */
     float *rope;   /* [max_tokens][n_rot] cos/sin pairs at each entry's position */
-    float *scores; /* [n_threads][ATTN_MAX_GROUP * max_ctx] */
-    int32_t *out_rows; /* [max_tokens] entry index of each output row */
-    void *mm;      /* matmul activation scratch */
+    float *scores; /* [n_threads][ATTN_MAX_GROUP * (max_ctx + head_dim)] per-unit attention */
+    /* Split attention (few entries, long contexts): scores and chunk partials in memory. */
+    int64_t split_tokens; /* entries it can hold (0: never split) */
+    int64_t n_chunks;     /* ceil(max_ctx / INF_ATTN_CHUNK) */
+    float *sp_scores;     /* [split_tokens][n_head][max_ctx] */
+    float *sp_part;       /* [split_tokens][n_kv_head][n_chunks][g * head_dim] */
+    int32_t *out_rows;    /* [max_tokens] entry index of each output row */
+    void *mm;             /* matmul activation scratch */
     size_t mm_size;
 };
 
@@ -44,7 +54,8 @@ struct inf_forward_scratch {
 
 static void *alloc_floats(int64_t a, int64_t b, bool *ok) {
     size_t n, bytes;
-    if (inf__mul_overflow((size_t)a, (size_t)b, &n) || inf__mul_overflow(n, sizeof(float), &bytes)) {
+    if (inf__mul_overflow((size_t)a, (size_t)b, &n) ||
+        inf__mul_overflow(n, sizeof(float), &bytes)) {
         *ok = false;
         return NULL;
     }
@@ -82,15 +93,21 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
     s->gate = alloc_floats(max_tokens, hp->n_ff, &ok);
     s->up = alloc_floats(max_tokens, hp->n_ff, &ok);
     s->rope = alloc_floats(max_tokens, hp->n_rot, &ok);
-    s->scores = alloc_floats((int64_t)s->n_threads * ATTN_MAX_GROUP, max_ctx, &ok);
+    s->scores = alloc_floats((int64_t)s->n_threads * ATTN_MAX_GROUP, max_ctx + hp->head_dim, &ok);
+    s->n_chunks = (max_ctx + INF_ATTN_CHUNK - 1) / INF_ATTN_CHUNK;
+    if (max_ctx > SPLIT_MIN_POS && hp->n_head * max_ctx <= SPLIT_BUDGET) {
+        s->split_tokens = INF_MIN(max_tokens, SPLIT_BUDGET / (hp->n_head * max_ctx));
+        s->sp_scores = alloc_floats(s->split_tokens * hp->n_head, max_ctx, &ok);
+        s->sp_part = alloc_floats(s->split_tokens * hp->n_head * s->n_chunks, hp->head_dim, &ok);
+    }
     s->out_rows = inf__calloc((size_t)max_tokens, sizeof *s->out_rows);
     if (!s->out_rows) ok = false;
     size_t mm = mm_need(&m->output, max_tokens);
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const inf_layer *L = &m->layers[l];
-        const inf_tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
-                                  &L->w_down};
-        for (size_t i = 0; i < INF_ARRAY_LEN(ws); i++) mm = INF_MAX(mm, mm_need(ws[i], max_tokens));
+        const inf_tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < INF_ARRAY_LEN(ws); i++)
+            mm = INF_MAX(mm, mm_need(ws[i], max_tokens));
     }
     s->mm_size = mm;
     s->mm = inf__aligned_alloc(64, mm ? mm : 64);
@@ -106,8 +123,10 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
 
 void inf_forward_scratch_free(inf_forward_scratch *s) {
     if (!s) return;
-    float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->gate, s->up, s->rope, s->scores};
-    for (size_t i = 0; i < INF_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    float *bufs[] = {s->x,    s->xn, s->q,    s->k,      s->v,         s->att,
+                     s->gate, s->up, s->rope, s->scores, s->sp_scores, s->sp_part};
+    for (size_t i = 0; i < INF_ARRAY_LEN(bufs); i++)
+        free(bufs[i]);
     free(s->out_rows);
     free(s->mm);
     free(s);
@@ -150,13 +169,17 @@ void inf_kv_store_free(inf_kv_store *kv, const inf_hparams *hp) {
 /* ---- per-row stages, run on the pool ---- */
 
 enum stage {
-    ST_EMBED,     /* x = embedding rows */
-    ST_NORM_ATTN, /* (x += xn if add) ; xn = rmsnorm(x) * attn_norm */
-    ST_QKV_POST,  /* biases, RoPE on q and k, store k and v into the KV slots */
-    ST_ATTN,      /* att = attention(q, KV) per (entry, head) */
-    ST_NORM_FFN,  /* x += xn ; xn = rmsnorm(x) * ffn_norm */
-    ST_SILU,      /* gate = silu(gate) * up */
-    ST_FINAL,     /* x += xn on every row; output rows: xn[r] = rmsnorm(x[e]) * output_norm */
+    ST_EMBED,      /* x = embedding rows */
+    ST_NORM_ATTN,  /* (x += xn if add) ; xn = rmsnorm(x) * attn_norm */
+    ST_QKV_POST,   /* biases, RoPE on q and k, store k and v into the KV slots */
+    ST_ATTN,       /* att = attention(q, KV) per (entry, KV head, group of heads) */
+    ST_SP_SCORES,  /* split attention: scores per (entry, KV head, chunk) */
+    ST_SP_SOFTMAX, /* split attention: probabilities per (entry, head) */
+    ST_SP_PV,      /* split attention: value partials per (entry, KV head, chunk) */
+    ST_SP_SUM,     /* split attention: att = in-order sum of the partials per (entry, head) */
+    ST_NORM_FFN,   /* x += xn ; xn = rmsnorm(x) * ffn_norm */
+    ST_SILU,       /* gate = silu(gate) * up */
+    ST_FINAL,      /* x += xn on every row; output rows: xn[r] = rmsnorm(x[e]) * output_norm */
 };
 
 typedef struct fwd {
@@ -167,10 +190,11 @@ typedef struct fwd {
     int64_t l;
     int stage;
     bool add;
-    int64_t n_rows;    /* work units of this stage */
+    int64_t n_rows; /* work units of this stage */
     int64_t n_out;
     int64_t attn_group, attn_subs; /* heads per attention unit, units per KV head */
-    atomic_llong next; /* ST_ATTN work counter */
+    int64_t sp_chunks;             /* split attention: chunks of the longest entry */
+    atomic_llong next;             /* ST_ATTN work counter */
 } fwd;
 
 static void row_stage(fwd *f, int64_t i) {
@@ -216,13 +240,48 @@ static void row_stage(fwd *f, int64_t i) {
         memcpy(f->kv->v[f->l] + off, v, (size_t)KV * sizeof(float));
         break;
     }
-    case ST_SILU:
-        inf_op_silu_mul(s->gate + i * hp->n_ff, s->up + i * hp->n_ff, hp->n_ff);
-        break;
-    case ST_FINAL:
-        inf_op_add(x, xn, E);
-        break;
+    case ST_SILU: inf_op_silu_mul(s->gate + i * hp->n_ff, s->up + i * hp->n_ff, hp->n_ff); break;
+    case ST_FINAL: inf_op_add(x, xn, E); break;
     }
+}
+
+/* Split attention: the phases of inf_op_attention_group spread over (entry, KV head, chunk)
+ * units, so a few long sequences keep every thread busy. Same values as the unsplit path. */
+static void split_unit(fwd *f, int64_t u) {
+    const inf_hparams *hp = &f->m->hp;
+    inf_forward_scratch *s = f->s;
+    const inf_batch *b = f->b;
+    int64_t hd = hp->head_dim, H = hp->n_head, g = H / hp->n_head_kv, C = s->n_chunks;
+    int64_t ctx = s->max_ctx;
+    size_t stride = (size_t)(hp->n_head_kv * hd);
+    if (f->stage == ST_SP_SOFTMAX || f->stage == ST_SP_SUM) {
+        int64_t i = u / H, h = u % H, n_pos = (int64_t)b->pos[i] + 1;
+        if (f->stage == ST_SP_SOFTMAX) {
+            inf_op_attn_softmax(s->sp_scores + (i * H + h) * ctx, n_pos);
+        } else {
+            int64_t kvh = h / g, hg = h % g;
+            float *out = s->att + i * H * hd + h * hd;
+            for (int64_t d = 0; d < hd; d++)
+                out[d] = 0.0f;
+            for (int64_t c = 0; c * INF_ATTN_CHUNK < n_pos; c++)
+                inf_op_add(out, s->sp_part + (((i * hp->n_head_kv + kvh) * C + c) * g + hg) * hd,
+                           hd);
+        }
+        return;
+    }
+    int64_t c = u % f->sp_chunks, r = u / f->sp_chunks;
+    int64_t kvh = r % hp->n_head_kv, i = r / hp->n_head_kv;
+    int64_t n_pos = (int64_t)b->pos[i] + 1, j0 = c * INF_ATTN_CHUNK;
+    if (j0 >= n_pos) return;
+    int64_t n = INF_MIN(INF_ATTN_CHUNK, n_pos - j0);
+    const int32_t *slots = b->seq_slots[b->seq[i]] + j0;
+    float *rows = s->sp_scores + (i * H + kvh * g) * ctx + j0;
+    if (f->stage == ST_SP_SCORES)
+        inf_op_attn_scores(s->q + i * H * hd + kvh * g * hd, g, f->kv->k[f->l] + kvh * hd, stride,
+                           slots, n, hd, 1.0f / sqrtf((float)hd), rows, ctx);
+    else
+        inf_op_attn_pv(rows, g, ctx, f->kv->v[f->l] + kvh * hd, stride, slots, n, hd,
+                       s->sp_part + ((i * hp->n_head_kv + kvh) * C + c) * g * hd);
 }
 
 /* Unit u = (entry, KV head, subgroup of up to attn_group query heads of that KV head). */
@@ -245,8 +304,17 @@ static void attn_unit(fwd *f, int64_t u, float *scores) {
 
 static void stage_worker(void *ctx, int ith, int nth) {
     fwd *f = ctx;
+    if (f->stage >= ST_SP_SCORES && f->stage <= ST_SP_SUM) {
+        for (;;) {
+            int64_t u = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
+            if (u >= f->n_rows) break;
+            split_unit(f, u);
+        }
+        return;
+    }
     if (f->stage == ST_ATTN) {
-        float *scores = f->s->scores + (size_t)ith * ATTN_MAX_GROUP * (size_t)f->s->max_ctx;
+        float *scores = f->s->scores +
+                        (size_t)ith * ATTN_MAX_GROUP * (size_t)(f->s->max_ctx + f->m->hp.head_dim);
         for (;;) {
             int64_t u = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
             if (u >= f->n_rows) break;
@@ -256,7 +324,8 @@ static void stage_worker(void *ctx, int ith, int nth) {
     }
     int64_t per = (f->n_rows + nth - 1) / nth;
     int64_t r0 = (int64_t)ith * per, r1 = INF_MIN(f->n_rows, r0 + per);
-    for (int64_t r = r0; r < r1; r++) row_stage(f, r);
+    for (int64_t r = r0; r < r1; r++)
+        row_stage(f, r);
 }
 
 /* Runs a stage over n_rows units: inline when tiny (pool wake-up would cost more than the work),
@@ -283,28 +352,28 @@ static int check_batch(const inf_model *m, const inf_forward_scratch *s, const i
             return inf__err(INF_EINVAL, "batch entry %lld: token %d out of range [0, %lld)",
                             (long long)i, tok, (long long)m->hp.n_vocab);
         if (seq < 0 || seq >= b->n_seqs || !b->seq_slots || !b->seq_slots[seq])
-            return inf__err(INF_EINVAL, "batch entry %lld: sequence %d out of range",
-                            (long long)i, seq);
+            return inf__err(INF_EINVAL, "batch entry %lld: sequence %d out of range", (long long)i,
+                            seq);
         if (pos < 0 || pos >= s->max_ctx)
             return inf__err(INF_ERANGE, "batch entry %lld: position %d beyond context %lld",
                             (long long)i, pos, (long long)s->max_ctx);
         if (slot < 0 || slot >= kv->n_slots)
-            return inf__err(INF_EINVAL, "batch entry %lld: slot %d out of range",
-                            (long long)i, slot);
+            return inf__err(INF_EINVAL, "batch entry %lld: slot %d out of range", (long long)i,
+                            slot);
         const int32_t *ss = b->seq_slots[seq];
         if (ss[pos] != slot)
             return inf__err(INF_EINVAL, "batch entry %lld: seq_slots[%d][%d] = %d != slot %d",
                             (long long)i, seq, pos, ss[pos], slot);
         for (int32_t j = 0; j < pos; j++)
             if (ss[j] < 0 || ss[j] >= kv->n_slots)
-                return inf__err(INF_EINVAL, "sequence %d: position %d has invalid slot %d", seq,
-                                j, ss[j]);
+                return inf__err(INF_EINVAL, "sequence %d: position %d has invalid slot %d", seq, j,
+                                ss[j]);
     }
     return 0;
 }
 
-int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b,
-                      inf_kv_store *kv, float *logits, float *hidden) {
+int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b, inf_kv_store *kv,
+                      float *logits, float *hidden) {
     if (!m || !s || !b || m->vocab_only) return inf__err(INF_EINVAL, "forward: bad arguments");
     int rc = check_batch(m, s, b, kv);
     if (rc < 0) return rc;
@@ -324,6 +393,13 @@ int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b,
            T * hp->n_head_kv * ((g + f.attn_group - 1) / f.attn_group) < 2 * s->n_threads)
         f.attn_group = (f.attn_group + 1) / 2;
     f.attn_subs = (g + f.attn_group - 1) / f.attn_group;
+    /* Few entries with long contexts: split attention over chunks of positions (same values). */
+    int32_t max_pos = 0;
+    for (int64_t i = 0; i < T; i++)
+        max_pos = INF_MAX(max_pos, b->pos[i]);
+    bool split = T <= s->split_tokens && max_pos >= SPLIT_MIN_POS &&
+                 T * hp->n_head < 4 * (int64_t)s->n_threads;
+    f.sp_chunks = ((int64_t)max_pos + INF_ATTN_CHUNK) / INF_ATTN_CHUNK;
 
     run_stage(&f, ST_EMBED, T, E);
     for (int64_t l = 0; l < hp->n_layer; l++) {
@@ -335,9 +411,17 @@ int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b,
         inf_matmul(pool, &L->wk, s->xn, T, s->k, KV, s->mm);
         inf_matmul(pool, &L->wv, s->xn, T, s->v, KV, s->mm);
         run_stage(&f, ST_QKV_POST, T, Q + 2 * KV);
-        /* Work per unit grows with the position; the last entry's decides inline vs pool. */
-        run_stage(&f, ST_ATTN, T * hp->n_head_kv * f.attn_subs,
-                  f.attn_group * hp->head_dim * 2 * ((int64_t)b->pos[T - 1] + 1));
+        if (split) {
+            int64_t units = T * hp->n_head_kv * f.sp_chunks, per = g * hp->head_dim * 2;
+            run_stage(&f, ST_SP_SCORES, units, per * INF_ATTN_CHUNK);
+            run_stage(&f, ST_SP_SOFTMAX, T * hp->n_head, 8 * (int64_t)max_pos);
+            run_stage(&f, ST_SP_PV, units, per * INF_ATTN_CHUNK);
+            run_stage(&f, ST_SP_SUM, T * hp->n_head, hp->head_dim * f.sp_chunks);
+        } else {
+            /* Work per unit grows with the position; the largest decides inline vs pool. */
+            run_stage(&f, ST_ATTN, T * hp->n_head_kv * f.attn_subs,
+                      f.attn_group * hp->head_dim * 2 * ((int64_t)max_pos + 1));
+        }
         inf_matmul(pool, &L->wo, s->att, T, s->xn, E, s->mm);
         run_stage(&f, ST_NORM_FFN, T, E);
         inf_matmul(pool, &L->w_gate, s->xn, T, s->gate, F, s->mm);

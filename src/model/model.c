@@ -28,8 +28,8 @@ static const struct {
 };
 
 /* Reads "{arch}.{suffix}" as an integer; absent -> def (or error when def < 0). */
-static int get_int(const inf_gguf *g, const char *arch, const char *suffix, int64_t def,
-                   int64_t lo, int64_t hi, int64_t *out) {
+static int get_int(const inf_gguf *g, const char *arch, const char *suffix, int64_t def, int64_t lo,
+                   int64_t hi, int64_t *out) {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     int64_t v;
@@ -80,8 +80,7 @@ int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp) {
     for (size_t i = 0; i < INF_ARRAY_LEN(arch_table); i++)
         if (!strcmp(arch, arch_table[i].name)) found = (int)i;
     if (found < 0)
-        return inf__err(INF_EUNSUPPORTED, "unsupported architecture '%s' (supported: llama, qwen2)",
-                        arch);
+        return inf__err(INF_EUNSUPPORTED, "architecture '%s' (supported: llama, qwen2)", arch);
     hp->arch = arch_table[found].arch;
     hp->rope_neox = arch_table[found].rope_neox;
 
@@ -108,20 +107,19 @@ int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp) {
     if (hp->n_head * hp->head_dim > MAX_DIM)
         return inf__err(INF_EFORMAT, "head_count * key_length too large");
     int64_t n_rot;
-    if ((rc = get_int(g, arch, "rope.dimension_count", hp->head_dim, 2, hp->head_dim, &n_rot)) <
-        0)
+    if ((rc = get_int(g, arch, "rope.dimension_count", hp->head_dim, 2, hp->head_dim, &n_rot)) < 0)
         return rc;
-    if (n_rot % 2) return inf__err(INF_EFORMAT, "rope.dimension_count %lld is odd", (long long)n_rot);
+    if (n_rot % 2)
+        return inf__err(INF_EFORMAT, "rope.dimension_count %lld is odd", (long long)n_rot);
     hp->n_rot = n_rot;
 
-    if ((rc = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, true,
-                        &hp->rms_eps)) < 0)
+    if ((rc = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, true, &hp->rms_eps)) <
+        0)
         return rc;
     if (!(hp->rms_eps > 0 && hp->rms_eps < 1))
-        return inf__err(INF_EFORMAT, "%s.attention.layer_norm_rms_epsilon = %g out of range",
-                        arch, hp->rms_eps);
-    if ((rc = get_float(g, arch, "rope.freq_base", 10000.0f, false, &hp->rope_base)) < 0)
-        return rc;
+        return inf__err(INF_EFORMAT, "%s.attention.layer_norm_rms_epsilon = %g out of range", arch,
+                        hp->rms_eps);
+    if ((rc = get_float(g, arch, "rope.freq_base", 10000.0f, false, &hp->rope_base)) < 0) return rc;
     if (!(hp->rope_base > 1.0f))
         return inf__err(INF_EFORMAT, "%s.rope.freq_base = %g out of range", arch, hp->rope_base);
 
@@ -134,8 +132,7 @@ int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp) {
     bool typed = rc == 0;
     float factor = 0.0f;
     if ((rc = get_float(g, arch, "rope.scaling.factor", 0.0f, false, &factor)) < 0) return rc;
-    if (factor == 0.0f &&
-        (rc = get_float(g, arch, "rope.scale_linear", 0.0f, false, &factor)) < 0)
+    if (factor == 0.0f && (rc = get_float(g, arch, "rope.scale_linear", 0.0f, false, &factor)) < 0)
         return rc;
     bool linear = typed && len == 6 && !memcmp(s, "linear", 6);
     bool none = typed && len == 4 && !memcmp(s, "none", 4);
@@ -180,8 +177,8 @@ static int bind(inf_model *m, const char *name, int use, int64_t ne0, int64_t ne
     if (use == USE_MATMUL) {
         const inf_type_traits *vt = inf_type_traits_get(tr->vec_dot_type);
         if (!vt || (!vt->from_float && tr->vec_dot_type != INF_TYPE_F32))
-            return inf__err(INF_EUNSUPPORTED, "tensor '%s': type %s: activation type missing",
-                            name, tname);
+            return inf__err(INF_EUNSUPPORTED, "tensor '%s': type %s: activation type missing", name,
+                            tname);
     }
     if (use == USE_EMBD && !tr->to_float)
         return inf__err(INF_EUNSUPPORTED, "tensor '%s': type %s cannot be dequantized", name,
@@ -220,8 +217,7 @@ int inf__model_bind_tensors(inf_model *m) {
         return rc;
     if (!m->output.data) {
         /* Tied embeddings: the embedding matrix doubles as the output projection. */
-        if ((rc = bind(m, "token_embd.weight", USE_MATMUL, E, V, true, &m->output)) < 0)
-            return rc;
+        if ((rc = bind(m, "token_embd.weight", USE_MATMUL, E, V, true, &m->output)) < 0) return rc;
     }
     m->layers = inf__calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return inf__err(INF_ENOMEM, "layers");

@@ -12,12 +12,15 @@
 
 const char *inf__auth_bearer(const char *value, size_t *len) {
     if (!value) return NULL;
-    while (*value == ' ' || *value == '\t') value++;
+    while (*value == ' ' || *value == '\t')
+        value++;
     if (strncasecmp(value, "bearer", 6) || (value[6] != ' ' && value[6] != '\t')) return NULL;
     value += 6;
-    while (*value == ' ' || *value == '\t') value++;
+    while (*value == ' ' || *value == '\t')
+        value++;
     size_t n = strlen(value);
-    while (n && (value[n - 1] == ' ' || value[n - 1] == '\t')) n--;
+    while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
     if (!n) return NULL;
     *len = n;
     return value;
@@ -26,7 +29,8 @@ const char *inf__auth_bearer(const char *value, size_t *len) {
 /* Compares without an early exit, so timing does not reveal how much of a key matched. */
 static bool ct_equal(const char *a, size_t an, const char *b, size_t bn) {
     unsigned diff = (unsigned)(an != bn);
-    for (size_t i = 0; i < an; i++) diff |= (unsigned char)a[i] ^ (unsigned char)b[i % (bn ? bn : 1)];
+    for (size_t i = 0; i < an; i++)
+        diff |= (unsigned char)a[i] ^ (unsigned char)b[i % (bn ? bn : 1)];
     return diff == 0 && bn > 0;
 }
 
@@ -71,7 +75,9 @@ inf__ratelimit *inf__ratelimit_new(int per_minute) {
     return rl;
 }
 
-void inf__ratelimit_free(inf__ratelimit *rl) { free(rl); }
+void inf__ratelimit_free(inf__ratelimit *rl) {
+    free(rl);
+}
 
 bool inf__ratelimit_take(inf__ratelimit *rl, int key_index, const char *peer) {
     if (!rl) return true;

@@ -32,7 +32,8 @@ static int idmap_put(inf_server *srv, uint64_t eid, inf__call *call, int sub) {
             inf__idmap_slot *o = &srv->idmap[i];
             if (!o->eid) continue;
             size_t j = id_hash(o->eid, cap);
-            while (nt[j].eid) j = (j + 1) & (cap - 1);
+            while (nt[j].eid)
+                j = (j + 1) & (cap - 1);
             nt[j] = *o;
         }
         free(srv->idmap);
@@ -40,7 +41,8 @@ static int idmap_put(inf_server *srv, uint64_t eid, inf__call *call, int sub) {
         srv->idmap_cap = cap;
     }
     size_t j = id_hash(eid, srv->idmap_cap);
-    while (srv->idmap[j].eid) j = (j + 1) & (srv->idmap_cap - 1);
+    while (srv->idmap[j].eid)
+        j = (j + 1) & (srv->idmap_cap - 1);
     srv->idmap[j] = (inf__idmap_slot){eid, call, sub};
     srv->idmap_n++;
     return 0;
@@ -81,8 +83,10 @@ static void idmap_del(inf_server *srv, uint64_t eid) {
 static void call_unlink(inf__call *call) {
     inf_server *srv = call->srv;
     inf__call **head = call->conn ? &call->conn->calls : &srv->orphans;
-    if (call->prev) call->prev->next = call->next;
-    else *head = call->next;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        *head = call->next;
     if (call->next) call->next->prev = call->prev;
     call->next = call->prev = NULL;
     if (call->conn) {
@@ -128,7 +132,8 @@ static void call_free(inf__call *call) {
 void inf__call_cancel(inf__call *call) {
     for (int i = 0; i < call->n_subs; i++) {
         inf__sub *s = &call->subs[i];
-        if (s->eid && !s->finished && call->srv->engine) inf_engine_cancel(call->srv->engine, s->eid);
+        if (s->eid && !s->finished && call->srv->engine)
+            inf_engine_cancel(call->srv->engine, s->eid);
     }
 }
 
@@ -167,8 +172,10 @@ static void emit(inf__call *call, json_t *obj) {
         json_decref(obj);
         return;
     }
-    if (c->is_ws) inf__ws_send_json(c, obj, call->request_id);
-    else inf__http_stream_event(c, obj);
+    if (c->is_ws)
+        inf__ws_send_json(c, obj, call->request_id);
+    else
+        inf__http_stream_event(c, obj);
     if (c->out_bytes > call->srv->cfg.max_send_buffer) slow_reader(c);
 }
 
@@ -232,7 +239,8 @@ static void map_submit_error(int rc, inf__oa_err *e) {
 static void make_id(inf_server *srv, const char *prefix, char *out, size_t cap) {
     static const char al[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     size_t n = (size_t)snprintf(out, cap, "%s", prefix);
-    for (int i = 0; i < 24 && n + 1 < cap; i++) out[n++] = al[inf__rng_next(&srv->rng) % 62];
+    for (int i = 0; i < 24 && n + 1 < cap; i++)
+        out[n++] = al[inf__rng_next(&srv->rng) % 62];
     out[n] = 0;
 }
 
@@ -252,28 +260,40 @@ static int prepare_prompts(inf__call *call, inf__oa_err *e) {
     for (int i = 0; i < r->n_prompts; i++) {
         inf__prompt *p = &r->prompts[i];
         if (!p->tokens) {
+            /* no token spans 256 bytes: a longer text cannot fit, whatever it tokenizes to (and
+             * the I/O thread is spared tokenizing it) */
+            size_t bytes = strlen(p->text);
+            if ((int64_t)(bytes / 256) > srv->n_ctx)
+                return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded",
+                                    r->ep == INF__EP_CHAT        ? "messages"
+                                    : r->ep == INF__EP_EMBEDDING ? "input"
+                                                                 : "prompt",
+                                    "This model's maximum context length is %lld tokens; the "
+                                    "prompt (%zu bytes) is far longer.",
+                                    (long long)srv->n_ctx, bytes);
             int rc = inf_tokenize(srv->model, p->text, strlen(p->text), true, true, &p->tokens,
                                   &p->n_tokens);
-            if (rc < 0) return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value",
-                                            NULL, "tokenization failed: %s", inf_last_error());
+            if (rc < 0)
+                return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value", NULL,
+                                    "tokenization failed: %s", inf_last_error());
         }
-        const char *param = r->ep == INF__EP_CHAT ? "messages"
-                            : r->ep == INF__EP_EMBEDDING ? "input" : "prompt";
+        const char *param = r->ep == INF__EP_CHAT        ? "messages"
+                            : r->ep == INF__EP_EMBEDDING ? "input"
+                                                         : "prompt";
         if (p->n_tokens <= 0)
             return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value", param,
                                 "the prompt is empty");
         int64_t limit = r->ep == INF__EP_EMBEDDING ? srv->n_ctx : srv->n_ctx - 1;
-        if (p->n_tokens > limit || (r->max_tokens_given &&
-                                    p->n_tokens + r->params.max_tokens > srv->n_ctx)) {
+        if (p->n_tokens > limit ||
+            (r->max_tokens_given && p->n_tokens + r->params.max_tokens > srv->n_ctx)) {
             if (r->max_tokens_given && p->n_tokens <= limit)
-                return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded",
-                                    param,
-                                    "This model's maximum context length is %lld tokens. However, "
-                                    "you requested %lld tokens (%lld in the prompt, %lld for the "
-                                    "completion). Please reduce the prompt or max_tokens.",
-                                    (long long)srv->n_ctx,
-                                    (long long)(p->n_tokens + r->params.max_tokens),
-                                    (long long)p->n_tokens, (long long)r->params.max_tokens);
+                return inf__oa_fail(
+                    e, 400, "invalid_request_error", "context_length_exceeded", param,
+                    "This model's maximum context length is %lld tokens. However, "
+                    "you requested %lld tokens (%lld in the prompt, %lld for the "
+                    "completion). Please reduce the prompt or max_tokens.",
+                    (long long)srv->n_ctx, (long long)(p->n_tokens + r->params.max_tokens),
+                    (long long)p->n_tokens, (long long)r->params.max_tokens);
             return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded", param,
                                 "This model's maximum context length is %lld tokens. However, "
                                 "your prompt has %lld tokens. Please reduce the length of the "
@@ -284,8 +304,7 @@ static int prepare_prompts(inf__call *call, inf__oa_err *e) {
     return 0;
 }
 
-void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
-                     json_t *request_id) {
+void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id) {
     inf_server *srv = c->srv;
     inf__oa_err e;
     inf__call *call = inf__calloc(1, sizeof *call);
@@ -293,8 +312,10 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
         inf__oa_req_free(req);
         json_decref(request_id);
         inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        if (c->is_ws) inf__ws_send_json(c, inf__oa_error_json(&e), NULL);
-        else inf__http_send_error(c, &e);
+        if (c->is_ws)
+            inf__ws_send_json(c, inf__oa_error_json(&e), NULL);
+        else
+            inf__http_send_error(c, &e);
         return;
     }
     call->srv = srv;
@@ -304,7 +325,10 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
     call->t_start = inf__time_s();
     call->created = (int64_t)time(NULL);
     call->path = path;
-    make_id(srv, ep == INF__EP_CHAT ? "chatcmpl-" : ep == INF__EP_COMPLETION ? "cmpl-" : "embd-",
+    make_id(srv,
+            ep == INF__EP_CHAT         ? "chatcmpl-"
+            : ep == INF__EP_COMPLETION ? "cmpl-"
+                                       : "embd-",
             call->id, sizeof call->id);
     if (c->is_ws && !call->request_id) call->request_id = json_string(call->id);
     inf__oa_req *r = &call->req;
@@ -346,10 +370,12 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
         if (!c->is_ws) inf__http_stream_begin(c);
         for (int i = 0; i < call->n_subs; i++) {
             inf__sub *s = &call->subs[i];
+            /* the first chunk acknowledges the request at once, even while it is queued:
+             * chat sends the assistant role, completions an empty text (or the echo) */
             if (ep == INF__EP_CHAT) {
                 emit(call, inf__oa_chunk(call, s, "", 0, NULL, true, 0));
-            } else if (r->echo) {
-                char *t = prompt_text(srv, &r->prompts[s->prompt_idx]);
+            } else {
+                char *t = r->echo ? prompt_text(srv, &r->prompts[s->prompt_idx]) : NULL;
                 emit(call, inf__oa_chunk(call, s, t ? t : "", t ? strlen(t) : 0, NULL, false, 0));
                 free(t);
             }
@@ -436,10 +462,10 @@ static void on_finish(inf__call *call, inf__sub *s, inf_event *ev) {
     call->n_done++;
     if (ev->finish_reason != INF_FINISH_ERROR && ev->finish_reason != INF_FINISH_CANCELLED &&
         ev->usage.completion_tokens > 0) {
-        double tpot = ev->usage.completion_tokens > 1
-                          ? (ev->t_total_s - ev->t_first_token_s) /
-                                (double)(ev->usage.completion_tokens - 1)
-                          : -1;
+        double tpot =
+            ev->usage.completion_tokens > 1
+                ? (ev->t_total_s - ev->t_first_token_s) / (double)(ev->usage.completion_tokens - 1)
+                : -1;
         inf__metrics_latency(srv->metrics, ev->t_first_token_s, tpot);
     }
     if (call->conn && !call->dead && call->req.stream && ev->finish_reason != INF_FINISH_ERROR) {
@@ -473,8 +499,10 @@ void inf__dispatch_events(inf_server *srv) {
         if (slot) {
             inf__call *call = slot->call;
             inf__sub *s = &call->subs[slot->sub];
-            if (ev.type == INF_EVENT_DELTA) on_delta(call, s, &ev);
-            else if (ev.type == INF_EVENT_FINISH) on_finish(call, s, &ev);
+            if (ev.type == INF_EVENT_DELTA)
+                on_delta(call, s, &ev);
+            else if (ev.type == INF_EVENT_FINISH)
+                on_finish(call, s, &ev);
         }
         inf_event_clear(&ev);
     }

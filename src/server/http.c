@@ -21,8 +21,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { R_NONE = 0, R_HEALTH, R_MODELS, R_MODEL, R_COMPLETIONS, R_CHAT, R_EMBEDDINGS, R_TOKENIZE,
-       R_DETOKENIZE, R_METRICS };
+enum {
+    R_NONE = 0,
+    R_HEALTH,
+    R_MODELS,
+    R_MODEL,
+    R_COMPLETIONS,
+    R_CHAT,
+    R_EMBEDDINGS,
+    R_TOKENIZE,
+    R_DETOKENIZE,
+    R_METRICS
+};
 
 static const struct route {
     const char *path;
@@ -45,7 +55,8 @@ static const struct route {
 
 static const struct route *find_route(const char *path) {
     size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
+    while (n > 1 && path[n - 1] == '/')
+        n--;
     for (size_t i = 0; i < INF_ARRAY_LEN(routes); i++)
         if (strlen(routes[i].path) == n && !strncmp(routes[i].path, path, n)) return &routes[i];
     static const struct route model_route = {"/v1/models/{id}", R_MODEL, LWSHUMETH_GET, 0};
@@ -54,8 +65,8 @@ static const struct route *find_route(const char *path) {
 }
 
 static const char *method_name(int m) {
-    static const char *names[] = {"GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE", "CONNECT",
-                                  "HEAD"};
+    static const char *names[] = {"GET",   "POST",   "OPTIONS", "PUT",
+                                  "PATCH", "DELETE", "CONNECT", "HEAD"};
     return m >= 0 && m < (int)INF_ARRAY_LEN(names) ? names[m] : "?";
 }
 
@@ -96,8 +107,10 @@ static void conn_destroy(inf_server *srv, struct lws *wsi) {
     out_free_all(c);
     free(c->http.body);
     free(c->ws.msg);
-    if (c->all_prev) c->all_prev->all_next = c->all_next;
-    else srv->conns = c->all_next;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        srv->conns = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     srv->n_conns--;
     free(c);
@@ -113,8 +126,10 @@ int inf__conn_queue(inf__conn *c, int kind, const void *data, size_t len, bool l
     o->off = 0;
     o->data = (unsigned char *)(o + 1);
     if (len) memcpy(o->data + LWS_PRE, data, len);
-    if (c->out_tail) c->out_tail->next = o;
-    else c->out_head = o;
+    if (c->out_tail)
+        c->out_tail->next = o;
+    else
+        c->out_head = o;
     c->out_tail = o;
     c->out_bytes += len;
     lws_callback_on_writable(c->wsi);
@@ -136,14 +151,14 @@ static int conn_write(inf__conn *c) {
                          (unsigned char *)c->ws.close_reason, strlen(c->ws.close_reason));
         return -1;
     }
-    if (o->kind == INF__OUT_HTTP_BODY && !o->off && o->next && o->next->kind == INF__OUT_HTTP_BODY &&
-        o->len < WRITE_CHUNK) {
+    if (o->kind == INF__OUT_HTTP_BODY && !o->off && o->next &&
+        o->next->kind == INF__OUT_HTTP_BODY && o->len < WRITE_CHUNK) {
         /* coalesce whole small body buffers into the first one's successor-free copy */
         size_t total = 0;
         int count = 0;
         bool last = false;
-        for (inf__out *q = o; q && q->kind == INF__OUT_HTTP_BODY && !q->off &&
-                              total + q->len <= WRITE_CHUNK;
+        for (inf__out *q = o;
+             q && q->kind == INF__OUT_HTTP_BODY && !q->off && total + q->len <= WRITE_CHUNK;
              q = q->next) {
             total += q->len;
             count++;
@@ -226,10 +241,9 @@ static int queue_headers(inf__conn *c, int status, const char *ctype, int64_t le
     struct lws *wsi = c->wsi;
     c->http.status = status;
     c->http.headers_sent = true;
-    if (lws_add_http_common_headers(wsi, (unsigned)status, ctype,
-                                    length < 0 ? LWS_ILLEGAL_HTTP_CONTENT_LEN
-                                               : (lws_filepos_t)length,
-                                    &p, end))
+    if (lws_add_http_common_headers(
+            wsi, (unsigned)status, ctype,
+            length < 0 ? LWS_ILLEGAL_HTTP_CONTENT_LEN : (lws_filepos_t)length, &p, end))
         return -1;
     if (length >= 0 && c->close_after && add_header(c, "connection:", "close", &p, end)) return -1;
     if (c->http.cors) {
@@ -334,7 +348,8 @@ static void local_json(inf__conn *c, int status, json_t *obj) {
 static void local_error(inf__conn *c, const inf__oa_err *e) {
     const struct route *r = find_route(c->http.path);
     const char *allow = NULL;
-    if (e->status == 405 && r) allow = r->method == LWSHUMETH_GET ? "GET, OPTIONS" : "POST, OPTIONS";
+    if (e->status == 405 && r)
+        allow = r->method == LWSHUMETH_GET ? "GET, OPTIONS" : "POST, OPTIONS";
     size_t len;
     json_t *obj = inf__oa_error_json(e);
     char *s = dump(obj, &len);
@@ -424,7 +439,8 @@ static void handle_tokenize(inf__conn *c, json_t *root, bool detok) {
     }
     if (!detok) {
         json_t *content = json_object_get(root, "content");
-        json_t *as = json_object_get(root, "add_special"), *ps = json_object_get(root, "parse_special");
+        json_t *as = json_object_get(root, "add_special"),
+               *ps = json_object_get(root, "parse_special");
         if (!json_is_string(content) || (as && !json_is_boolean(as) && !json_is_null(as)) ||
             (ps && !json_is_boolean(ps) && !json_is_null(ps))) {
             inf__oa_fail(&e, 400, "invalid_request_error", "invalid_type",
@@ -444,7 +460,8 @@ static void handle_tokenize(inf__conn *c, json_t *root, bool detok) {
             return;
         }
         json_t *arr = json_array();
-        for (int64_t i = 0; i < n; i++) json_array_append_new(arr, json_integer(toks[i]));
+        for (int64_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_integer(toks[i]));
         inf_free(toks);
         json_t *o = json_object();
         json_object_set_new(o, "tokens", arr);
@@ -493,8 +510,10 @@ static void handle_tokenize(inf__conn *c, json_t *root, bool detok) {
         inf_sb sb = {0};
         for (size_t k = 0; k < len; k++) {
             unsigned char ch = (unsigned char)text[k];
-            if (ch < 0x80 && ch) inf__sb_putc(&sb, (char)ch);
-            else inf__sb_puts(&sb, "\xef\xbf\xbd");
+            if (ch < 0x80 && ch)
+                inf__sb_putc(&sb, (char)ch);
+            else
+                inf__sb_puts(&sb, "\xef\xbf\xbd");
         }
         js = json_stringn(sb.data ? sb.data : "", sb.len);
         inf__sb_free(&sb);
@@ -662,6 +681,11 @@ static int http_request(inf__conn *c, const char *path) {
         return 0;
     }
     if (m == LWSHUMETH_GET) {
+        if (has_body) { /* answered once the (ignored) body has been read */
+            c->http.discard = true;
+            c->http.state = INF__HTTP_BODY;
+            return 0;
+        }
         handle_get(c, r->id);
         return 0;
     }
@@ -698,7 +722,10 @@ static int http_body(inf__conn *c, const void *in, size_t len) {
 static int http_body_done(inf__conn *c) {
     if (c->http.state != INF__HTTP_BODY) return 0;
     if (c->http.discard) {
-        if (c->http.pending_status) local_error(c, &c->http.pending_err);
+        if (c->http.pending_status)
+            local_error(c, &c->http.pending_err);
+        else if (c->http.method == LWSHUMETH_GET && !c->http.headers_sent)
+            handle_get(c, c->http.route);
         return 0;
     }
     c->http.body[c->http.body_len] = 0;
@@ -716,9 +743,7 @@ int inf__lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     if (!srv) return 0;
     inf__conn *c;
     switch (reason) {
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        inf__srv_wakeup(srv);
-        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: inf__srv_wakeup(srv); return 0;
     case LWS_CALLBACK_HTTP:
         if (!(c = get_conn(srv, wsi))) return -1;
         return http_request(c, (const char *)in);
@@ -742,14 +767,19 @@ int inf__lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_RECEIVE:
         if (!(c = lws_get_opaque_user_data(wsi))) return -1;
         return inf__ws_receive(c, in, len);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* lws echoes the peer's close payload; a close without a status gets 1000 instead of
+         * an empty (1005) echo */
+        if (len < 2) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            return -1;
+        }
+        return 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_CLOSED:
         if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
         return 0;
-    case LWS_CALLBACK_WSI_DESTROY:
-        conn_destroy(srv, wsi);
-        return 0;
-    default:
-        return 0;
+    case LWS_CALLBACK_WSI_DESTROY: conn_destroy(srv, wsi); return 0;
+    default: return 0;
     }
 }

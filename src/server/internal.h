@@ -50,24 +50,23 @@ typedef struct inf__prompt {
 
 typedef struct inf__oa_req {
     int ep;
-    json_t *root;           /* owned; borrowed strings (stop, model) point into it */
-    char model[256];        /* the name to report */
+    json_t *root;    /* owned; borrowed strings (stop, model) point into it */
+    char model[256]; /* the name to report */
     bool stream, include_usage, echo;
-    int n;                  /* choices per prompt */
+    int n; /* choices per prompt */
     int n_prompts;
-    inf__prompt *prompts;   /* [n_prompts] */
-    int logprobs;           /* -1: none; else top alternatives per token (0..20) */
+    inf__prompt *prompts; /* [n_prompts] */
+    int logprobs;         /* -1: none; else top alternatives per token (0..20) */
     bool embed_base64;
     bool seed_set;
-    bool max_tokens_given;  /* explicit max_tokens: prompt + max_tokens must fit the context */
+    bool max_tokens_given;     /* explicit max_tokens: prompt + max_tokens must fit the context */
     inf_request_params params; /* sampling, max_tokens, stop; prompt fields unused */
 } inf__oa_req;
 
 struct inf_server;
 /* Parses and validates a request body of endpoint ep. root is borrowed (a reference is kept).
  * Chat messages are formatted with the model's template here. Returns 0 or -1 with *err. */
-int inf__oa_parse(struct inf_server *srv, int ep, json_t *root, inf__oa_req *out,
-                  inf__oa_err *err);
+int inf__oa_parse(struct inf_server *srv, int ep, json_t *root, inf__oa_req *out, inf__oa_err *err);
 void inf__oa_req_free(inf__oa_req *r);
 /* Parses JSON text; on failure fills err (400 with line/column) and returns NULL. */
 json_t *inf__oa_load_json(const char *data, size_t len, inf__oa_err *err);
@@ -75,18 +74,18 @@ json_t *inf__oa_load_json(const char *data, size_t len, inf__oa_err *err);
 /* ---- calls in flight ------------------------------------------------------------------------ */
 
 typedef struct inf__sub {
-    uint64_t eid;           /* engine request id; 0 when not submitted */
-    int index;              /* choice index */
+    uint64_t eid; /* engine request id; 0 when not submitted */
+    int index;    /* choice index */
     int prompt_idx;
     bool finished, started;
     int finish_reason;
     int error;
     char *error_msg;
     inf_usage usage;
-    inf_sb text;            /* non-stream: accumulated text */
-    json_t *lp;             /* logprob accumulator (non-stream) */
-    int64_t text_offset;    /* completions logprobs text_offset */
-    float *embedding;       /* embeddings: [n_embd] (owned) */
+    inf_sb text;         /* non-stream: accumulated text */
+    json_t *lp;          /* logprob accumulator (non-stream) */
+    int64_t text_offset; /* completions logprobs text_offset */
+    float *embedding;    /* embeddings: [n_embd] (owned) */
     int64_t n_embd;
 } inf__sub;
 
@@ -95,17 +94,17 @@ typedef struct inf__conn inf__conn;
 typedef struct inf__call {
     struct inf__call *next, *prev; /* in the owning connection's list */
     struct inf_server *srv;
-    inf__conn *conn;        /* NULL once the client has gone (orphan) */
+    inf__conn *conn; /* NULL once the client has gone (orphan) */
     inf__oa_req req;
-    char id[48];            /* chatcmpl-…, cmpl-…, embd-… */
+    char id[48]; /* chatcmpl-…, cmpl-…, embd-… */
     int64_t created;
     int n_subs, n_done;
     inf__sub *subs;
-    json_t *request_id;     /* WebSocket: echoed in every frame */
-    bool dead;              /* an error was already delivered: drop further events */
-    bool counted;           /* metrics/log line done */
+    json_t *request_id; /* WebSocket: echoed in every frame */
+    bool dead;          /* an error was already delivered: drop further events */
+    bool counted;       /* metrics/log line done */
     double t_start;
-    const char *path;       /* for logs and metrics */
+    const char *path; /* for logs and metrics */
 } inf__call;
 
 /* ---- connections and output ----------------------------------------------------------------- */
@@ -115,9 +114,9 @@ enum { INF__OUT_HTTP_HEADERS = 1, INF__OUT_HTTP_BODY, INF__OUT_WS_TEXT, INF__OUT
 typedef struct inf__out {
     struct inf__out *next;
     int kind;
-    bool last;              /* HTTP: the response ends after this buffer */
-    size_t len, off;        /* payload bytes and bytes written so far */
-    unsigned char *data;    /* LWS_PRE bytes of headroom precede data */
+    bool last;           /* HTTP: the response ends after this buffer */
+    size_t len, off;     /* payload bytes and bytes written so far */
+    unsigned char *data; /* LWS_PRE bytes of headroom precede data */
 } inf__out;
 
 enum { INF__HTTP_IDLE = 0, INF__HTTP_BODY, INF__HTTP_WAIT, INF__HTTP_STREAM, INF__HTTP_DONE };
@@ -127,34 +126,34 @@ struct inf__conn {
     struct inf_server *srv;
     struct inf__conn *all_next, *all_prev; /* every connection of the server */
     bool is_ws;
-    bool close_after;        /* close once the output queue is written */
+    bool close_after; /* close once the output queue is written */
     bool closing;
     inf__out *out_head, *out_tail;
     size_t out_bytes;
-    inf__call *calls;        /* calls owned by this connection */
+    inf__call *calls; /* calls owned by this connection */
     int n_calls;
     char peer[64];
-    int rate_key;            /* index of the API key used, -1 when none */
+    int rate_key; /* index of the API key used, -1 when none */
     struct {
         int state;
-        int method;          /* LWSHUMETH_* */
+        int method; /* LWSHUMETH_* */
         int route;
         char path[128];
         int64_t content_length;
         size_t body_len, body_cap;
         char *body;
-        bool discard;        /* ignore body bytes (response already decided) */
-        int pending_status;  /* error decided at header time, sent at body completion */
+        bool discard;       /* ignore body bytes (response already decided) */
+        int pending_status; /* error decided at header time, sent at body completion */
         inf__oa_err pending_err;
-        bool cors;           /* the Origin is allowed: add CORS headers */
+        bool cors; /* the Origin is allowed: add CORS headers */
         char origin[256];
         double t_start;
-        int status;          /* status of the response in progress */
+        int status; /* status of the response in progress */
         bool headers_sent;
     } http;
     struct {
         bool authed;
-        char *msg;           /* message being reassembled */
+        char *msg; /* message being reassembled */
         size_t msg_len, msg_cap;
         bool msg_too_big;
         int close_code;
@@ -167,7 +166,7 @@ struct inf__conn {
 /* ---- the server ----------------------------------------------------------------------------- */
 
 typedef struct inf__idmap_slot {
-    uint64_t eid;            /* 0: empty */
+    uint64_t eid; /* 0: empty */
     inf__call *call;
     int sub;
 } inf__idmap_slot;
@@ -177,9 +176,9 @@ typedef struct inf__ratelimit inf__ratelimit;
 
 struct inf_server {
     inf_server_config cfg;
-    char **names;            /* served names (owned) */
+    char **names; /* served names (owned) */
     int n_names;
-    char **keys;             /* API keys (owned) */
+    char **keys; /* API keys (owned) */
     int n_keys;
     char **origins;
     int n_origins;
@@ -191,26 +190,28 @@ struct inf_server {
 
     pthread_t loader;
     bool loader_started;
-    atomic_int load_state;   /* 0 loading, 1 ready, -1 failed */
+    atomic_int load_state; /* 0 loading, 1 ready, -1 failed */
     int load_error;
     char load_msg[512];
     bool ready_announced;
     inf_model *model;
     inf_engine *engine;
     int64_t n_vocab, n_ctx, n_embd;
-    int64_t created;         /* unix time the server started (model "created") */
+    int64_t created; /* unix time the server started (model "created") */
 
     atomic_int stop_requested;
     bool shutting_down;
     double shutdown_deadline;
     bool exit_loop;
     int exit_code;
-    lws_sorted_usec_list_t tick;
+    pthread_t ticker;
+    bool ticker_started;
+    atomic_int ticker_stop;
 
-    inf__conn *conns;        /* every live connection */
+    inf__conn *conns; /* every live connection */
     int n_conns;
-    int n_live_calls;        /* calls with a connection */
-    int n_orphans;           /* calls whose connection has gone */
+    int n_live_calls; /* calls with a connection */
+    int n_orphans;    /* calls whose connection has gone */
     inf__call *orphans;
 
     inf__idmap_slot *idmap;
@@ -251,8 +252,7 @@ void inf__ws_close(inf__conn *c, int code, const char *reason);
 
 /* ---- dispatch.c ---- */
 /* Starts a validated request on behalf of c (takes req). On failure the error has been sent. */
-void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req,
-                     json_t *request_id);
+void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id);
 void inf__dispatch_events(inf_server *srv);
 /* The connection is going: cancels its calls and keeps them as orphans until they finish. */
 void inf__calls_detach(inf__conn *c);

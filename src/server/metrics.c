@@ -26,7 +26,7 @@ typedef struct histo {
     double sum;
 } histo;
 
-static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25,
+static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,
                                      0.5,   0.75,  1.0,  2.5,  5.0,  7.5,  10.0, 20.0, 40.0};
 static const double tpot_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,
                                      0.15,  0.2,    0.3,   0.4,  0.5,   0.75, 1.0,   2.5};
@@ -47,7 +47,9 @@ inf__metrics *inf__metrics_new(void) {
     return m;
 }
 
-void inf__metrics_free(inf__metrics *m) { free(m); }
+void inf__metrics_free(inf__metrics *m) {
+    free(m);
+}
 
 void inf__metrics_request(inf__metrics *m, const char *endpoint, int status) {
     if (!m) return;

@@ -150,8 +150,9 @@ static int check_known(json_t *root, const char *const *known, inf__oa_err *e) {
 
 /* Fields that must be absent/null/empty, else unsupported_parameter. */
 static int check_unsupported(json_t *root, inf__oa_err *e) {
-    static const char *const never[] = {"functions", "function_call", "audio", "prediction",
-                                        "reasoning_effort", "web_search_options", NULL};
+    static const char *const never[] = {"functions",  "function_call",    "audio",
+                                        "prediction", "reasoning_effort", "web_search_options",
+                                        NULL};
     for (int i = 0; never[i]; i++)
         if (field(root, never[i])) return unsupported(e, never[i], NULL);
     json_t *v;
@@ -160,8 +161,8 @@ static int check_unsupported(json_t *root, inf__oa_err *e) {
         if (json_array_size(v)) return unsupported(e, "tools", "tool calling is not implemented");
     }
     if ((v = field(root, "tool_choice"))) {
-        if (!json_is_string(v) || (strcmp(json_string_value(v), "none") &&
-                                   strcmp(json_string_value(v), "auto")))
+        if (!json_is_string(v) ||
+            (strcmp(json_string_value(v), "none") && strcmp(json_string_value(v), "auto")))
             return unsupported(e, "tool_choice", "tool calling is not implemented");
     }
     if ((v = field(root, "parallel_tool_calls")) && !json_is_boolean(v))
@@ -186,13 +187,17 @@ static int check_unsupported(json_t *root, inf__oa_err *e) {
         if (!json_is_array(v)) return wrong_type(e, "modalities", "an array");
         size_t i;
         json_t *m;
-        json_array_foreach(v, i, m) if (!json_is_string(m) || strcmp(json_string_value(m), "text"))
-            return unsupported(e, "modalities", "only text is supported");
+        json_array_foreach(v, i,
+                           m) if (!json_is_string(m) ||
+                                  strcmp(json_string_value(m),
+                                         "text")) return unsupported(e, "modalities",
+                                                                     "only text is supported");
     }
     if ((v = field(root, "user")) && !json_is_string(v)) return wrong_type(e, "user", "a string");
     if ((v = field(root, "metadata")) && !json_is_object(v))
         return wrong_type(e, "metadata", "an object");
-    if ((v = field(root, "store")) && !json_is_boolean(v)) return wrong_type(e, "store", "a boolean");
+    if ((v = field(root, "store")) && !json_is_boolean(v))
+        return wrong_type(e, "store", "a boolean");
     if ((v = field(root, "service_tier")) && !json_is_string(v))
         return wrong_type(e, "service_tier", "a string");
     return 0;
@@ -267,12 +272,13 @@ static int parse_common(inf_server *srv, json_t *root, inf__oa_req *r, inf__oa_e
             r->params.stop[ns++] = json_string_value(st);
         } else if (json_is_array(st)) {
             if (json_array_size(st) > INF_MAX_STOP)
-                return bad(e, "stop", "at most %d stop strings are allowed, got %zu",
-                           INF_MAX_STOP, json_array_size(st));
+                return bad(e, "stop", "at most %d stop strings are allowed, got %zu", INF_MAX_STOP,
+                           json_array_size(st));
             size_t i;
             json_t *x;
             json_array_foreach(st, i, x) {
-                if (!json_is_string(x)) return wrong_type(e, "stop", "a string or array of strings");
+                if (!json_is_string(x))
+                    return wrong_type(e, "stop", "a string or array of strings");
                 if (!json_string_length(x)) return bad(e, "stop", "stop strings must not be empty");
                 if (json_string_length(x) > OA_MAX_STOP_LEN)
                     return bad(e, "stop", "stop strings are limited to %d bytes", OA_MAX_STOP_LEN);
@@ -288,7 +294,8 @@ static int parse_common(inf_server *srv, json_t *root, inf__oa_req *r, inf__oa_e
     if (so) {
         if (!json_is_object(so)) return wrong_type(e, "stream_options", "an object");
         if (!r->stream)
-            return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+            return bad(e, "stream_options",
+                       "'stream_options' is only allowed when 'stream' is true");
         const char *key;
         json_t *v;
         json_object_foreach(so, key, v) {
@@ -330,8 +337,8 @@ static int token_array(inf_server *srv, json_t *arr, const char *param, inf__pro
         if (!json_is_integer(x)) return wrong_type(e, param, "an array of token ids");
         json_int_t t = json_integer_value(x);
         if (t < 0 || t >= srv->n_vocab)
-            return bad(e, param, "token id %lld is outside the vocabulary [0, %lld)",
-                       (long long)t, (long long)srv->n_vocab);
+            return bad(e, param, "token id %lld is outside the vocabulary [0, %lld)", (long long)t,
+                       (long long)srv->n_vocab);
         p->tokens[i] = (int32_t)t;
     }
     p->n_tokens = (int64_t)n;
@@ -384,8 +391,9 @@ static int parse_prompts(inf_server *srv, json_t *root, const char *key, inf__oa
             }
             r->n_prompts++;
         } else {
-            return wrong_type(e, param, "of the same kind as the first element (string or token "
-                                        "array)");
+            return wrong_type(e, param,
+                              "of the same kind as the first element (string or token "
+                              "array)");
         }
     }
     return 0;
@@ -421,8 +429,10 @@ static int parse_messages(inf_server *srv, json_t *root, inf__oa_req *r, inf__oa
         json_object_foreach(m, key, fv) {
             if (!in_list(key, known)) {
                 snprintf(param, sizeof param, "messages[%zu].%.40s", i, key);
-                if (!strcmp(key, "tool_call_id")) unsupported(e, param, NULL);
-                else bad(e, param, "Unrecognized message field: %.40s", key);
+                if (!strcmp(key, "tool_call_id"))
+                    unsupported(e, param, NULL);
+                else
+                    bad(e, param, "Unrecognized message field: %.40s", key);
                 goto done;
             }
         }
@@ -441,8 +451,10 @@ static int parse_messages(inf_server *srv, json_t *root, inf__oa_req *r, inf__oa
         const char *rs = json_string_value(role);
         if (!strcmp(rs, "developer")) rs = "system";
         if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
-            if (!strcmp(rs, "tool") || !strcmp(rs, "function")) unsupported(e, param, NULL);
-            else bad(e, param, "unknown role '%.40s' (system, user or assistant)", rs);
+            if (!strcmp(rs, "tool") || !strcmp(rs, "function"))
+                unsupported(e, param, NULL);
+            else
+                bad(e, param, "unknown role '%.40s' (system, user or assistant)", rs);
             goto done;
         }
         cm[i].role = rs;
@@ -511,7 +523,8 @@ static int parse_messages(inf_server *srv, json_t *root, inf__oa_req *r, inf__oa
     rc = 0;
 done:
     if (owned)
-        for (size_t k = 0; k < n; k++) free(owned[k]);
+        for (size_t k = 0; k < n; k++)
+            free(owned[k]);
     free(owned);
     free(cm);
     return rc;
@@ -524,24 +537,51 @@ int inf__oa_parse(inf_server *srv, int ep, json_t *root, inf__oa_req *r, inf__oa
     r->params = inf_request_params_default();
     r->logprobs = -1;
     r->n = 1;
-    static const char *const common[] = {
-        "model", "temperature", "top_p", "top_k", "min_p", "frequency_penalty",
-        "presence_penalty", "repetition_penalty", "seed", "n", "stop", "stream",
-        "stream_options", "user", "best_of", "logit_bias", "ignore_eos", "max_tokens",
-        "tools", "tool_choice", "parallel_tool_calls", "response_format", "functions",
-        "function_call", "metadata", "store", "service_tier", "modalities", "audio",
-        "prediction", "reasoning_effort", "web_search_options", NULL};
+    static const char *const common[] = {"model",
+                                         "temperature",
+                                         "top_p",
+                                         "top_k",
+                                         "min_p",
+                                         "frequency_penalty",
+                                         "presence_penalty",
+                                         "repetition_penalty",
+                                         "seed",
+                                         "n",
+                                         "stop",
+                                         "stream",
+                                         "stream_options",
+                                         "user",
+                                         "best_of",
+                                         "logit_bias",
+                                         "ignore_eos",
+                                         "max_tokens",
+                                         "tools",
+                                         "tool_choice",
+                                         "parallel_tool_calls",
+                                         "response_format",
+                                         "functions",
+                                         "function_call",
+                                         "metadata",
+                                         "store",
+                                         "service_tier",
+                                         "modalities",
+                                         "audio",
+                                         "prediction",
+                                         "reasoning_effort",
+                                         "web_search_options",
+                                         NULL};
     if (check_model(srv, root, r, e) < 0) return -1;
     if (ep == INF__EP_EMBEDDING) {
-        static const char *const known[] = {"model", "input", "encoding_format", "dimensions",
-                                            "user", NULL};
+        static const char *const known[] = {"model",      "input", "encoding_format",
+                                            "dimensions", "user",  NULL};
         if (check_known(root, known, e) < 0) return -1;
         if (field(root, "dimensions")) return unsupported(e, "dimensions", NULL);
         json_t *fmt = field(root, "encoding_format");
         if (fmt) {
             if (!json_is_string(fmt)) return wrong_type(e, "encoding_format", "a string");
             const char *f = json_string_value(fmt);
-            if (!strcmp(f, "base64")) r->embed_base64 = true;
+            if (!strcmp(f, "base64"))
+                r->embed_base64 = true;
             else if (strcmp(f, "float"))
                 return bad(e, "encoding_format", "'encoding_format' must be float or base64");
         }
@@ -558,8 +598,8 @@ int inf__oa_parse(inf_server *srv, int ep, json_t *root, inf__oa_req *r, inf__oa
             ok = ok || !strcmp(key, "messages") || !strcmp(key, "max_completion_tokens") ||
                  !strcmp(key, "logprobs") || !strcmp(key, "top_logprobs");
         else
-            ok = ok || !strcmp(key, "prompt") || !strcmp(key, "logprobs") ||
-                 !strcmp(key, "echo") || !strcmp(key, "suffix");
+            ok = ok || !strcmp(key, "prompt") || !strcmp(key, "logprobs") || !strcmp(key, "echo") ||
+                 !strcmp(key, "suffix");
         if (!ok) {
             bad(e, key, "Unrecognized request argument supplied: %s", key);
             e->code = "unknown_parameter";
@@ -588,7 +628,8 @@ int inf__oa_parse(inf_server *srv, int ep, json_t *root, inf__oa_req *r, inf__oa
         if (get_bool(root, "echo", &r->echo, e) < 0) return -1;
         if (parse_prompts(srv, root, "prompt", r, e) < 0) return -1;
         if (r->echo && r->logprobs >= 0)
-            return unsupported(e, "echo", "echo with logprobs (prompt logprobs) is not implemented");
+            return unsupported(e, "echo",
+                               "echo with logprobs (prompt logprobs) is not implemented");
     }
     r->params.n_logprobs = r->logprobs < 0 ? 0 : r->logprobs > 0 ? r->logprobs : 1;
     return 0;
@@ -629,7 +670,8 @@ static json_t *jstr_lossy(const char *s, size_t n) {
         unsigned char c = (unsigned char)s[i];
         int l = inf__utf8_len(c);
         bool ok = l > 0 && i + (size_t)l <= n;
-        for (int k = 1; ok && k < l; k++) ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+        for (int k = 1; ok && k < l; k++)
+            ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
         if (ok && c == 0) ok = false;
         if (ok) {
             json_t *probe = json_stringn(s + i, (size_t)l);
@@ -649,16 +691,30 @@ static json_t *jstr_lossy(const char *s, size_t n) {
     return j ? j : json_string("");
 }
 
-static double lp_value(float lp) { return isfinite(lp) ? lp : -9999.0; }
+static double lp_value(float lp) {
+    return isfinite(lp) ? lp : -9999.0;
+}
 
 typedef struct piece {
     char *s;
     size_t n;
 } piece;
 
+/* The bytes a token adds to a text. Decoding a lone token may drop its leading space (SPM's
+ * first-piece rule), so the piece is taken as decode([t, t]) minus decode([t]). */
 static piece token_piece(inf__call *call, int32_t tok) {
     piece p = {NULL, 0};
-    if (inf_detokenize(call->srv->model, &tok, 1, false, &p.s, &p.n) < 0) p.s = NULL, p.n = 0;
+    int32_t two[2] = {tok, tok};
+    char *one = NULL, *both = NULL;
+    size_t n1 = 0, n2 = 0;
+    if (inf_detokenize(call->srv->model, two, 1, false, &one, &n1) == 0 &&
+        inf_detokenize(call->srv->model, two, 2, false, &both, &n2) == 0 && n2 >= n1) {
+        p.n = n2 - n1;
+        p.s = inf__strndup(both + n1, p.n);
+        if (!p.s) p.n = 0;
+    }
+    inf_free(one);
+    inf_free(both);
     return p;
 }
 
@@ -767,7 +823,8 @@ json_t *inf__oa_usage(inf__call *call) {
     }
     json_t *u = json_object();
     json_object_set_new(u, "prompt_tokens", json_integer(pt));
-    if (call->req.ep != INF__EP_EMBEDDING) json_object_set_new(u, "completion_tokens", json_integer(ct));
+    if (call->req.ep != INF__EP_EMBEDDING)
+        json_object_set_new(u, "completion_tokens", json_integer(ct));
     json_object_set_new(u, "total_tokens", json_integer(pt + ct));
     if (call->req.ep != INF__EP_EMBEDDING) {
         json_t *d = json_object();
@@ -799,7 +856,8 @@ json_t *inf__oa_chunk(inf__call *call, inf__sub *s, const char *text, size_t len
     if (chat) {
         json_t *delta = json_object();
         if (role) json_object_set_new(delta, "role", json_string("assistant"));
-        if (role || len || ev) json_object_set_new(delta, "content", jstr_lossy(text ? text : "", len));
+        if (role || len || ev)
+            json_object_set_new(delta, "content", jstr_lossy(text ? text : "", len));
         json_object_set_new(choice, "delta", delta);
         json_object_set_new(choice, "logprobs", lp);
     } else {
@@ -833,7 +891,8 @@ static json_t *embedding_base64(const float *v, int64_t n) {
         for (int64_t i = 0; i < n; i++) { /* little-endian float32 */
             uint32_t u;
             memcpy(&u, &v[i], 4);
-            for (int b = 0; b < 4; b++) raw[i * 4 + b] = (unsigned char)(u >> (8 * b));
+            for (int b = 0; b < 4; b++)
+                raw[i * 4 + b] = (unsigned char)(u >> (8 * b));
         }
         size_t o = 0;
         for (size_t i = 0; i < bytes; i += 3) {
@@ -869,8 +928,8 @@ json_t *inf__oa_response(inf__call *call) {
             } else {
                 json_t *vec = json_array();
                 for (int64_t k = 0; k < s->n_embd; k++)
-                    json_array_append_new(vec, json_real(isfinite(s->embedding[k])
-                                                             ? s->embedding[k] : 0.0));
+                    json_array_append_new(
+                        vec, json_real(isfinite(s->embedding[k]) ? s->embedding[k] : 0.0));
                 json_object_set_new(d, "embedding", vec);
             }
             json_array_append_new(data, d);

@@ -6,7 +6,8 @@
  * Threads: the caller of inf_server_run is the I/O thread and owns everything here. The loader
  * thread only loads the model and creates the engine, then publishes them with an atomic store
  * of load_state and wakes the loop (lws_cancel_service). The engine thread's on_event and
- * inf_server_stop only call lws_cancel_service (the one thread-safe lws call) and set atomics.
+ * inf_server_stop only call lws_cancel_service (the one thread-safe lws call) and set atomics;
+ * so does the ticker thread, which exists only during shutdown to wake the loop every 50 ms.
  *
  * Shutdown: stop → new requests get 503 (WebSocket: no new sockets; idle sockets close 1001),
  * running requests get up to shutdown_grace_s to finish, then whatever remains is cancelled,
@@ -45,7 +46,8 @@ static const lws_retry_bo_t retry_policy = {
 
 static void lws_log(int level, const char *line) {
     size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
     inf__log(level & LLL_ERR ? INF_LOG_ERROR : INF_LOG_WARN, "lws: %.*s", (int)n, line);
 }
 
@@ -101,8 +103,8 @@ static void finish_loading(inf_server *srv) {
     if (!srv->n_names) {
         srv->names = inf__calloc(1, sizeof *srv->names);
         if (srv->names) {
-            srv->names[0] = info.name && info.name[0] ? inf__strdup(info.name)
-                                                      : file_stem(srv->cfg.model_path);
+            srv->names[0] =
+                info.name && info.name[0] ? inf__strdup(info.name) : file_stem(srv->cfg.model_path);
             srv->n_names = srv->names[0] ? 1 : 0;
         }
     }
@@ -113,15 +115,22 @@ static void finish_loading(inf_server *srv) {
     inf__log(INF_LOG_INFO, "listening on http://%s:%d", srv->host, srv->port);
 }
 
-bool inf__srv_ready(inf_server *srv) { return srv->ready_announced && srv->n_names > 0; }
+bool inf__srv_ready(inf_server *srv) {
+    return srv->ready_announced && srv->n_names > 0;
+}
 
 static void begin_shutdown(inf_server *srv);
 static void shutdown_progress(inf_server *srv);
 
-static void tick_cb(lws_sorted_usec_list_t *sul) {
-    inf_server *srv = lws_list_ptr_container(sul, inf_server, tick);
-    if (srv->shutting_down) shutdown_progress(srv);
-    if (!srv->exit_loop) lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, 50 * LWS_US_PER_MS);
+/* While shutting down, wakes the loop every 50 ms so the deadlines are checked. */
+static void *ticker_main(void *arg) {
+    inf_server *srv = arg;
+    while (!atomic_load(&srv->ticker_stop)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        lws_cancel_service(srv->ctx);
+    }
+    return NULL;
 }
 
 void inf__srv_wakeup(void *arg) {
@@ -143,9 +152,8 @@ void inf__srv_wakeup(void *arg) {
 static void begin_shutdown(inf_server *srv) {
     srv->shutting_down = true;
     srv->shutdown_deadline = inf__time_s() + srv->cfg.shutdown_grace_s;
-    inf__log(INF_LOG_INFO, "shutting down: %d request(s) still running",
-             srv->n_live_calls);
-    lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, 50 * LWS_US_PER_MS);
+    inf__log(INF_LOG_INFO, "shutting down: %d request(s) still running", srv->n_live_calls);
+    srv->ticker_started = pthread_create(&srv->ticker, NULL, ticker_main, srv) == 0;
 }
 
 static void shutdown_progress(inf_server *srv) {
@@ -155,14 +163,16 @@ static void shutdown_progress(inf_server *srv) {
         if (c->is_ws && !c->closing && (c->n_calls == 0 || expired))
             inf__ws_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
         if (!c->is_ws && expired && c->n_calls) {
-            for (inf__call *call = c->calls; call; call = call->next) inf__call_cancel(call);
+            for (inf__call *call = c->calls; call; call = call->next)
+                inf__call_cancel(call);
             c->close_after = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         }
     }
     if (srv->n_live_calls > 0 && !expired) return;
     bool pending = false;
-    for (inf__conn *c = srv->conns; c; c = c->all_next) pending |= c->out_head != NULL;
+    for (inf__conn *c = srv->conns; c; c = c->all_next)
+        pending |= c->out_head != NULL;
     if (!pending || now >= srv->shutdown_deadline + 1.0) srv->exit_loop = true;
 }
 
@@ -184,7 +194,8 @@ static int dup_list(const char *const *src, int n, char ***out) {
     if (!l) return INF_ENOMEM;
     for (int i = 0; i < n; i++)
         if (!(l[i] = inf__strdup(src[i] ? src[i] : ""))) {
-            for (int k = 0; k < i; k++) free(l[k]);
+            for (int k = 0; k < i; k++)
+                free(l[k]);
             free(l);
             return INF_ENOMEM;
         }
@@ -193,7 +204,8 @@ static int dup_list(const char *const *src, int n, char ***out) {
 }
 
 static void free_list(char **l, int n) {
-    for (int i = 0; l && i < n; i++) free(l[i]);
+    for (int i = 0; l && i < n; i++)
+        free(l[i]);
     free(l);
 }
 
@@ -300,13 +312,18 @@ void inf_server_stop(inf_server *srv) {
     if (srv->ctx) lws_cancel_service(srv->ctx);
 }
 
-int inf_server_port(const inf_server *srv) { return srv ? srv->port : -1; }
+int inf_server_port(const inf_server *srv) {
+    return srv ? srv->port : -1;
+}
 
 void inf_server_destroy(inf_server *srv) {
     if (!srv) return;
     if (srv->loader_started) pthread_join(srv->loader, NULL);
+    if (srv->ticker_started) {
+        atomic_store(&srv->ticker_stop, 1);
+        pthread_join(srv->ticker, NULL);
+    }
     if (srv->ctx) {
-        lws_sul_cancel(&srv->tick);
         lws_context_destroy(srv->ctx); /* closes connections: their calls are cancelled */
         srv->ctx = NULL;
     }

@@ -11,24 +11,24 @@
 
 typedef struct inf_server_config {
     const char *model_path;
-    const char *host;                 /* address to bind ("127.0.0.1"; "0.0.0.0": all) */
-    int port;                         /* 0: any free port (see inf_server_port) */
-    const char *const *served_names;  /* [0] is reported as the model id; the rest are aliases.
-                                       * None: general.name of the GGUF, else its file stem */
+    const char *host;                /* address to bind ("127.0.0.1"; "0.0.0.0": all) */
+    int port;                        /* 0: any free port (see inf_server_port) */
+    const char *const *served_names; /* [0] is reported as the model id; the rest are aliases.
+                                      * None: general.name of the GGUF, else its file stem */
     int n_served_names;
-    const char *const *api_keys;      /* none: no authentication */
+    const char *const *api_keys; /* none: no authentication */
     int n_api_keys;
-    const char *const *cors_origins;  /* allowed browser origins ("*": any); none: no CORS */
+    const char *const *cors_origins; /* allowed browser origins ("*": any); none: no CORS */
     int n_cors_origins;
-    size_t max_body;                  /* HTTP request body / WebSocket message bytes */
-    int32_t max_choices;              /* engine requests one API request may make (n × prompts) */
-    int32_t ws_max_inflight;          /* requests in flight per WebSocket */
-    int32_t rate_limit;               /* requests per minute per API key (or client); 0: off */
-    size_t max_send_buffer;           /* output a connection may have pending before its
-                                       * requests are cancelled as a too-slow reader */
-    double shutdown_grace_s;          /* how long running requests may finish after stop */
+    size_t max_body;         /* HTTP request body / WebSocket message bytes */
+    int32_t max_choices;     /* engine requests one API request may make (n × prompts) */
+    int32_t ws_max_inflight; /* requests in flight per WebSocket */
+    int32_t rate_limit;      /* requests per minute per API key (or client); 0: off */
+    size_t max_send_buffer;  /* output a connection may have pending before its
+                              * requests are cancelled as a too-slow reader */
+    double shutdown_grace_s; /* how long running requests may finish after stop */
     inf_model_params model;
-    inf_engine_params engine;         /* on_event is set by the server */
+    inf_engine_params engine; /* on_event is set by the server */
 } inf_server_config;
 
 /* Defaults: 127.0.0.1:8000, 8 MiB bodies, 128 choices, 16 in flight per socket, no rate limit,

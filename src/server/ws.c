@@ -66,10 +66,14 @@ int inf__ws_filter(inf__conn *c, struct lws *wsi) {
     if (n <= 0 || n >= (int)sizeof path) return 1;
     lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI);
     size_t pl = strlen(path);
-    while (pl > 1 && path[pl - 1] == '/') path[--pl] = 0;
-    if (!strcmp(path, "/v1/chat/completions")) c->ws.route = WS_ROUTE_CHAT;
-    else if (!strcmp(path, "/v1/completions")) c->ws.route = WS_ROUTE_COMPLETION;
-    else return 1;
+    while (pl > 1 && path[pl - 1] == '/')
+        path[--pl] = 0;
+    if (!strcmp(path, "/v1/chat/completions"))
+        c->ws.route = WS_ROUTE_CHAT;
+    else if (!strcmp(path, "/v1/completions"))
+        c->ws.route = WS_ROUTE_COMPLETION;
+    else
+        return 1;
     if (srv->shutting_down) return 1;
     c->ws.authed = srv->n_keys == 0;
     if (!c->ws.authed) {
@@ -142,9 +146,9 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
     if (ts && !strcmp(ts, "auth")) {
         json_t *key = json_object_get(root, "api_key");
         int idx = -1;
-        if (srv->n_keys && (!json_is_string(key) ||
-                            !inf__auth_check(srv, json_string_value(key),
-                                             json_string_length(key), &idx))) {
+        if (srv->n_keys &&
+            (!json_is_string(key) ||
+             !inf__auth_check(srv, json_string_value(key), json_string_length(key), &idx))) {
             auth_fail(c, rid);
             goto done;
         }
@@ -186,10 +190,9 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
     }
     /* a request */
     if (srv->shutting_down || !inf__srv_ready(srv)) {
-        inf__oa_fail(&e, 503, "server_error",
-                     srv->shutting_down ? "shutting_down" : "model_loading", NULL,
-                     srv->shutting_down ? "The server is shutting down"
-                                        : "The model is still loading");
+        inf__oa_fail(
+            &e, 503, "server_error", srv->shutting_down ? "shutting_down" : "model_loading", NULL,
+            srv->shutting_down ? "The server is shutting down" : "The model is still loading");
         send_err(c, &e, rid);
         goto done;
     }
@@ -214,7 +217,12 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
         goto done;
     }
     json_object_del(root, "request_id");
+    /* the frame's content picks the kind (messages: chat, prompt: completion); else the URL */
     int ep = c->ws.route == WS_ROUTE_CHAT ? INF__EP_CHAT : INF__EP_COMPLETION;
+    if (json_object_get(root, "messages") && !json_object_get(root, "prompt"))
+        ep = INF__EP_CHAT;
+    else if (json_object_get(root, "prompt") && !json_object_get(root, "messages"))
+        ep = INF__EP_COMPLETION;
     const char *path = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
     inf__oa_req req;
     if (inf__oa_parse(srv, ep, root, &req, &e) < 0) {
@@ -242,7 +250,8 @@ int inf__ws_receive(inf__conn *c, const void *in, size_t len) {
     }
     if (c->ws.msg_len + len + 1 > c->ws.msg_cap) {
         size_t cap = c->ws.msg_cap ? c->ws.msg_cap : 4096;
-        while (cap < c->ws.msg_len + len + 1) cap *= 2;
+        while (cap < c->ws.msg_len + len + 1)
+            cap *= 2;
         char *nb = realloc(c->ws.msg, cap);
         if (!nb) return -1;
         c->ws.msg = nb;

@@ -37,7 +37,8 @@ void *inf__ct_alloc(ct *c, size_t size) {
     if (!size) size = 16;
     if (!c->blk || c->blk->cap - c->blk->used < size) {
         size_t cap = size > 65536 ? size : 65536;
-        if (c->arena_total + cap > CT_MAX_ARENA) inf__ct_fail(c, "template evaluation uses too much memory");
+        if (c->arena_total + cap > CT_MAX_ARENA)
+            inf__ct_fail(c, "template evaluation uses too much memory");
         ct_blk *b = malloc(sizeof *b + cap);
         if (!b) inf__ct_fail(c, "out of memory");
         b->next = c->blk;
@@ -67,7 +68,8 @@ void inf__ct_sb_append(asb *b, const char *s, size_t n) {
     if (b->n + n > CT_MAX_OUTPUT) inf__ct_fail(b->c, "template output too long");
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
+        while (cap < b->n + n + 1)
+            cap *= 2;
         char *np = inf__ct_alloc(b->c, cap);
         if (b->n) memcpy(np, b->p, b->n);
         b->p = np;
@@ -78,8 +80,12 @@ void inf__ct_sb_append(asb *b, const char *s, size_t n) {
     b->p[b->n] = 0;
 }
 
-void inf__ct_sb_puts(asb *b, const char *s) { inf__ct_sb_append(b, s, strlen(s)); }
-void inf__ct_sb_putc(asb *b, char ch) { inf__ct_sb_append(b, &ch, 1); }
+void inf__ct_sb_puts(asb *b, const char *s) {
+    inf__ct_sb_append(b, s, strlen(s));
+}
+void inf__ct_sb_putc(asb *b, char ch) {
+    inf__ct_sb_append(b, &ch, 1);
+}
 
 void inf__ct_sb_printf(asb *b, const char *fmt, ...) {
     char buf[128];
@@ -106,7 +112,9 @@ static void push_tok(ct *c, tok t) {
 static bool is_ident0(char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
 }
-static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+static bool is_digit(char ch) {
+    return ch >= '0' && ch <= '9';
+}
 
 static void put_utf8(asb *sb, uint32_t cp) {
     char b[4];
@@ -157,7 +165,8 @@ static void lex_tag(ct *c, const char *s, size_t n, size_t *ip, char close, int 
         char ch = s[i];
         if (is_ident0(ch)) {
             size_t j = i;
-            while (j < n && (is_ident0(s[j]) || is_digit(s[j]))) j++;
+            while (j < n && (is_ident0(s[j]) || is_digit(s[j])))
+                j++;
             t.kind = TK_NAME;
             t.s = s + i;
             t.n = j - i;
@@ -165,11 +174,13 @@ static void lex_tag(ct *c, const char *s, size_t n, size_t *ip, char close, int 
         } else if (is_digit(ch)) {
             size_t j = i;
             bool fl = false;
-            while (j < n && (is_digit(s[j]) || s[j] == '_')) j++;
+            while (j < n && (is_digit(s[j]) || s[j] == '_'))
+                j++;
             if (j + 1 < n && s[j] == '.' && is_digit(s[j + 1])) {
                 fl = true;
                 j++;
-                while (j < n && is_digit(s[j])) j++;
+                while (j < n && is_digit(s[j]))
+                    j++;
             }
             if (j < n && (s[j] == 'e' || s[j] == 'E')) {
                 size_t k = j + 1;
@@ -177,7 +188,8 @@ static void lex_tag(ct *c, const char *s, size_t n, size_t *ip, char close, int 
                 if (k < n && is_digit(s[k])) {
                     fl = true;
                     j = k;
-                    while (j < n && is_digit(s[j])) j++;
+                    while (j < n && is_digit(s[j]))
+                        j++;
                 }
             }
             char *tmp = inf__ct_alloc(c, j - i + 1);
@@ -192,7 +204,8 @@ static void lex_tag(ct *c, const char *s, size_t n, size_t *ip, char close, int 
                 t.kind = TK_INT;
                 char *end;
                 unsigned long long v = strtoull(tmp, &end, 10);
-                if (v > (unsigned long long)INT64_MAX) inf__ct_fail(c, "line %d: integer too large", *line);
+                if (v > (unsigned long long)INT64_MAX)
+                    inf__ct_fail(c, "line %d: integer too large", *line);
                 t.i = (int64_t)v;
             }
             i = j;
@@ -233,9 +246,7 @@ static void lex_tag(ct *c, const char *s, size_t n, size_t *ip, char close, int 
                         put_utf8(&sb, cp);
                         break;
                     }
-                    default:
-                        inf__ct_sb_putc(&sb, '\\');
-                        inf__ct_sb_putc(&sb, e);
+                    default: inf__ct_sb_putc(&sb, '\\'); inf__ct_sb_putc(&sb, e);
                     }
                     continue;
                 }
@@ -265,7 +276,7 @@ static void lex_tag(ct *c, const char *s, size_t n, size_t *ip, char close, int 
 }
 
 typedef struct piece {
-    int kind; /* 0 text, 1 var, 2 block, 3 comment */
+    int kind;          /* 0 text, 1 var, 2 block, 3 comment */
     size_t start, end; /* text range (text pieces) */
     bool lminus, lplus, rminus;
     size_t tok_first, tok_last; /* token range of var/block */
@@ -280,8 +291,8 @@ static void lex(ct *c, const char *s, size_t n) {
     bool raw = false;
     while (i <= n) {
         size_t j = i;
-        while (j < n && !(s[j] == '{' && j + 1 < n && (s[j + 1] == '{' || s[j + 1] == '%' ||
-                                                        s[j + 1] == '#')))
+        while (j < n && !(s[j] == '{' && j + 1 < n &&
+                          (s[j + 1] == '{' || s[j + 1] == '%' || s[j + 1] == '#')))
             j++;
         if (raw) { /* inside {% raw %}: only {% endraw %} ends the text */
             for (j = i;; j++) {
@@ -289,7 +300,8 @@ static void lex(ct *c, const char *s, size_t n) {
                 if (s[j] != '{' || s[j + 1] != '%') continue;
                 size_t k = j + 2;
                 if (k < n && (s[k] == '-' || s[k] == '+')) k++;
-                while (k < n && is_ws(s[k])) k++;
+                while (k < n && is_ws(s[k]))
+                    k++;
                 if (n - k >= 6 && !memcmp(s + k, "endraw", 6)) break;
             }
             raw = false;
@@ -356,17 +368,22 @@ static void lex(ct *c, const char *s, size_t n) {
             const piece *prev = q > 0 ? &ps[q - 1] : NULL, *next = q + 1 < np ? &ps[q + 1] : NULL;
             size_t raw_a = a;
             if (prev && prev->rminus) {
-                while (a < b && is_ws(s[a])) a++;
+                while (a < b && is_ws(s[a]))
+                    a++;
             } else if (prev && (prev->kind == 2 || prev->kind == 3)) {
-                if (a < b && s[a] == '\n') a++;
-                else if (a + 1 < b && s[a] == '\r' && s[a + 1] == '\n') a += 2;
+                if (a < b && s[a] == '\n')
+                    a++;
+                else if (a + 1 < b && s[a] == '\r' && s[a + 1] == '\n')
+                    a += 2;
             }
             if (next && next->lminus) {
-                while (b > a && is_ws(s[b - 1])) b--;
+                while (b > a && is_ws(s[b - 1]))
+                    b--;
             } else if (next && (next->kind == 2 || next->kind == 3) && !next->lplus) {
                 /* lstrip_blocks: spaces/tabs between a line start and a block tag go */
                 size_t e = b;
-                while (e > raw_a && (s[e - 1] == ' ' || s[e - 1] == '\t')) e--;
+                while (e > raw_a && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+                    e--;
                 bool line_start = e == raw_a ? q == 0 : s[e - 1] == '\n';
                 if (line_start) b = e > a ? e : a;
             }
@@ -376,7 +393,8 @@ static void lex(ct *c, const char *s, size_t n) {
         } else if (p->kind == 1 || p->kind == 2) {
             int tl = p->tok_last > p->tok_first ? tag_toks[p->tok_first].line : line;
             push_tok(c, (tok){.kind = p->kind == 1 ? TK_VAR_BEGIN : TK_BLOCK_BEGIN, .line = tl});
-            for (size_t k = p->tok_first; k < p->tok_last; k++) push_tok(c, tag_toks[k]);
+            for (size_t k = p->tok_first; k < p->tok_last; k++)
+                push_tok(c, tag_toks[k]);
             push_tok(c, (tok){.kind = p->kind == 1 ? TK_VAR_END : TK_BLOCK_END, .line = tl});
         }
     }
@@ -385,7 +403,9 @@ static void lex(ct *c, const char *s, size_t n) {
 
 /* ---- parser --------------------------------------------------------------------------------- */
 
-static tok *peek(ct *c) { return &c->toks[c->pos]; }
+static tok *peek(ct *c) {
+    return &c->toks[c->pos];
+}
 static tok *next(ct *c) {
     tok *t = &c->toks[c->pos];
     if (t->kind != TK_EOF) c->pos++;
@@ -438,7 +458,6 @@ static void nv_push(ct *c, nodevec *nv, node *x) {
 static node *parse_expr(ct *c);
 static node *parse_or(ct *c);
 static node *parse_unary(ct *c);
-
 
 /* Call arguments after '(' up to ')': positional into args, name=value into kw. */
 static void parse_call_args(ct *c, node *nd) {
@@ -499,9 +518,12 @@ static node *parse_primary(ct *c) {
         return nd;
     case TK_NAME:
         nd = new_node(c, N_LIT, t->line);
-        if (is_name(t, "true") || is_name(t, "True")) nd->lit = mk_bool(true);
-        else if (is_name(t, "false") || is_name(t, "False")) nd->lit = mk_bool(false);
-        else if (is_name(t, "none") || is_name(t, "None")) nd->lit = mk_none();
+        if (is_name(t, "true") || is_name(t, "True"))
+            nd->lit = mk_bool(true);
+        else if (is_name(t, "false") || is_name(t, "False"))
+            nd->lit = mk_bool(false);
+        else if (is_name(t, "none") || is_name(t, "None"))
+            nd->lit = mk_none();
         else {
             nd->kind = N_NAME;
             nd->name = (vstr){t->s, t->n};
@@ -561,8 +583,7 @@ static node *parse_primary(ct *c) {
             return nd;
         }
         break;
-    default:
-        break;
+    default: break;
     }
     inf__ct_fail(c, "line %d: unexpected token in expression", t->line);
 }
@@ -691,7 +712,9 @@ static node *parse_unary_f(ct *c, bool with_filter) {
     return r;
 }
 
-static node *parse_unary(ct *c) { return parse_unary_f(c, true); }
+static node *parse_unary(ct *c) {
+    return parse_unary_f(c, true);
+}
 
 static node *bin(ct *c, const char *op, node *a, node *b, int line) {
     node *nd = new_node(c, N_BIN, line);
@@ -714,8 +737,11 @@ static node *parse_math2(ct *c) {
     node *e = parse_pow(c);
     for (;;) {
         tok *t = peek(c);
-        const char *op = is_op(t, "*") ? "*" : is_op(t, "/") ? "/" : is_op(t, "//") ? "//"
-                         : is_op(t, "%") ? "%" : NULL;
+        const char *op = is_op(t, "*")    ? "*"
+                         : is_op(t, "/")  ? "/"
+                         : is_op(t, "//") ? "//"
+                         : is_op(t, "%")  ? "%"
+                                          : NULL;
         if (!op) return e;
         next(c);
         e = bin(c, op, e, parse_pow(c), t->line);
@@ -822,7 +848,9 @@ static node *parse_expr(ct *c) {
  * and returns with the parser just after that name; *which receives its index. */
 static node *parse_body(ct *c, const char *const *ends, int *which);
 
-static void end_tag(ct *c) { expect_kind(c, TK_BLOCK_END, "'%}'"); }
+static void end_tag(ct *c) {
+    expect_kind(c, TK_BLOCK_END, "'%}'");
+}
 
 static node *parse_if(ct *c, int line) {
     node *nd = new_node(c, S_IF, line);
@@ -871,7 +899,8 @@ static node *parse_stmt(ct *c) {
             next(c);
             nd->d = parse_expr(c);
         }
-        if (is_name(peek(c), "recursive")) inf__ct_fail(c, "line %d: recursive loops unsupported", line);
+        if (is_name(peek(c), "recursive"))
+            inf__ct_fail(c, "line %d: recursive loops unsupported", line);
         end_tag(c);
         static const char *const ends[] = {"else", "endfor", NULL};
         nd->b = parse_body(c, ends, &w);

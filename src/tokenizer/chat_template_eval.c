@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-
 static vlist *list_new(ct *c, size_t cap) {
     vlist *l = inf__ct_alloc(c, sizeof *l);
     l->n = 0;
@@ -82,8 +81,8 @@ static bool truthy(val v) {
 }
 
 static const char *type_name(val v) {
-    static const char *names[] = {"undefined", "none", "bool", "int", "float", "string",
-                                  "list", "dict", "macro", "function", "method"};
+    static const char *names[] = {"undefined", "none", "bool",  "int",      "float", "string",
+                                  "list",      "dict", "macro", "function", "method"};
     return names[v.t];
 }
 
@@ -111,7 +110,8 @@ static void fmt_float(asb *sb, double f) {
     int nd = 0;
     for (char *q = buf; *q; q++)
         if (*q >= '0' && *q <= '9') digits[nd++] = *q;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     if (f < 0) inf__ct_sb_putc(sb, '-');
     if (exp10 >= 16 || exp10 < -4) {
         inf__ct_sb_putc(sb, digits[0]);
@@ -122,13 +122,17 @@ static void fmt_float(asb *sb, double f) {
         inf__ct_sb_printf(sb, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
     } else if (exp10 < 0) {
         inf__ct_sb_puts(sb, "0.");
-        for (int i = 0; i < -exp10 - 1; i++) inf__ct_sb_putc(sb, '0');
+        for (int i = 0; i < -exp10 - 1; i++)
+            inf__ct_sb_putc(sb, '0');
         inf__ct_sb_append(sb, digits, (size_t)nd);
     } else {
-        for (int i = 0; i <= exp10; i++) inf__ct_sb_putc(sb, i < nd ? digits[i] : '0');
+        for (int i = 0; i <= exp10; i++)
+            inf__ct_sb_putc(sb, i < nd ? digits[i] : '0');
         inf__ct_sb_putc(sb, '.');
-        if (nd > exp10 + 1) inf__ct_sb_append(sb, digits + exp10 + 1, (size_t)(nd - exp10 - 1));
-        else inf__ct_sb_putc(sb, '0');
+        if (nd > exp10 + 1)
+            inf__ct_sb_append(sb, digits + exp10 + 1, (size_t)(nd - exp10 - 1));
+        else
+            inf__ct_sb_putc(sb, '0');
     }
 }
 
@@ -153,15 +157,21 @@ static void repr_str(asb *sb, const char *p, size_t n) {
     inf__ct_sb_putc(sb, q);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
-        if (ch == '\\') inf__ct_sb_puts(sb, "\\\\");
+        if (ch == '\\')
+            inf__ct_sb_puts(sb, "\\\\");
         else if (ch == (unsigned char)q) {
             inf__ct_sb_putc(sb, '\\');
             inf__ct_sb_putc(sb, q);
-        } else if (ch == '\n') inf__ct_sb_puts(sb, "\\n");
-        else if (ch == '\t') inf__ct_sb_puts(sb, "\\t");
-        else if (ch == '\r') inf__ct_sb_puts(sb, "\\r");
-        else if (ch < 0x20 || ch == 0x7f) inf__ct_sb_printf(sb, "\\x%02x", ch);
-        else inf__ct_sb_putc(sb, (char)ch);
+        } else if (ch == '\n')
+            inf__ct_sb_puts(sb, "\\n");
+        else if (ch == '\t')
+            inf__ct_sb_puts(sb, "\\t");
+        else if (ch == '\r')
+            inf__ct_sb_puts(sb, "\\r");
+        else if (ch < 0x20 || ch == 0x7f)
+            inf__ct_sb_printf(sb, "\\x%02x", ch);
+        else
+            inf__ct_sb_putc(sb, (char)ch);
     }
     inf__ct_sb_putc(sb, q);
 }
@@ -211,8 +221,10 @@ static void json_str(asb *sb, const char *p, size_t n) {
         case '\b': inf__ct_sb_puts(sb, "\\b"); break;
         case '\f': inf__ct_sb_puts(sb, "\\f"); break;
         default:
-            if (ch < 0x20 || ch == 0x7f) inf__ct_sb_printf(sb, "\\u%04x", ch);
-            else inf__ct_sb_putc(sb, (char)ch);
+            if (ch < 0x20 || ch == 0x7f)
+                inf__ct_sb_printf(sb, "\\u%04x", ch);
+            else
+                inf__ct_sb_putc(sb, (char)ch);
         }
     }
     inf__ct_sb_putc(sb, '"');
@@ -220,7 +232,8 @@ static void json_str(asb *sb, const char *p, size_t n) {
 
 static void json_nl(asb *sb, int indent, int level) {
     inf__ct_sb_putc(sb, '\n');
-    for (int i = 0; i < indent * level; i++) inf__ct_sb_putc(sb, ' ');
+    for (int i = 0; i < indent * level; i++)
+        inf__ct_sb_putc(sb, ' ');
 }
 
 /* json.dumps(v, ensure_ascii=False, indent=indent) (indent < 0: none). */
@@ -233,9 +246,12 @@ static void to_json(ct *c, val v, asb *sb, int indent, int level) {
     case V_BOOL: inf__ct_sb_puts(sb, v.b ? "true" : "false"); return;
     case V_INT: inf__ct_sb_printf(sb, "%lld", (long long)v.i); return;
     case V_FLOAT:
-        if (isnan(v.f)) inf__ct_sb_puts(sb, "NaN");
-        else if (isinf(v.f)) inf__ct_sb_puts(sb, v.f < 0 ? "-Infinity" : "Infinity");
-        else fmt_float(sb, v.f);
+        if (isnan(v.f))
+            inf__ct_sb_puts(sb, "NaN");
+        else if (isinf(v.f))
+            inf__ct_sb_puts(sb, v.f < 0 ? "-Infinity" : "Infinity");
+        else
+            fmt_float(sb, v.f);
         return;
     case V_STR: json_str(sb, v.s.p, v.s.n); return;
     case V_LIST:
@@ -285,10 +301,14 @@ static val stringify(ct *c, val v) {
 }
 
 static bool num(val v, double *f) {
-    if (v.t == V_INT) *f = (double)v.i;
-    else if (v.t == V_FLOAT) *f = v.f;
-    else if (v.t == V_BOOL) *f = v.b;
-    else return false;
+    if (v.t == V_INT)
+        *f = (double)v.i;
+    else if (v.t == V_FLOAT)
+        *f = v.f;
+    else if (v.t == V_BOOL)
+        *f = v.b;
+    else
+        return false;
     return true;
 }
 
@@ -376,13 +396,16 @@ static val get_item(ct *c, val obj, val key, int line) {
 }
 
 static bool is_method_name(val obj, vstr name) {
-    static const char *str_m[] = {"strip", "lstrip", "rstrip", "startswith", "endswith", "split",
-                                  "upper", "lower", "title", "capitalize", "replace", "find",
-                                  "count", "join", "splitlines", "format", NULL};
+    static const char *str_m[] = {"strip",   "lstrip", "rstrip", "startswith", "endswith",
+                                  "split",   "upper",  "lower",  "title",      "capitalize",
+                                  "replace", "find",   "count",  "join",       "splitlines",
+                                  "format",  NULL};
     static const char *list_m[] = {"append", "pop", "index", "count", "insert", "extend", NULL};
     static const char *dict_m[] = {"items", "keys", "values", "get", "update", "pop", NULL};
-    const char **tab = obj.t == V_STR ? str_m : obj.t == V_LIST ? list_m
-                       : obj.t == V_DICT ? dict_m : NULL;
+    const char **tab = obj.t == V_STR    ? str_m
+                       : obj.t == V_LIST ? list_m
+                       : obj.t == V_DICT ? dict_m
+                                         : NULL;
     for (int i = 0; tab && tab[i]; i++)
         if (vstr_is(name, tab[i])) return true;
     return false;
@@ -427,11 +450,13 @@ static args eval_args(ct *c, frame *f, const node *nd) {
     args a = {0};
     a.npos = nd->nargs;
     a.pos = inf__ct_alloc_array(c, (size_t)nd->nargs + 1, sizeof(val));
-    for (int i = 0; i < nd->nargs; i++) a.pos[i] = eval(c, f, nd->args[i]);
+    for (int i = 0; i < nd->nargs; i++)
+        a.pos[i] = eval(c, f, nd->args[i]);
     a.nkw = nd->nkw;
     a.kwn = nd->kwn;
     a.kwv = inf__ct_alloc_array(c, (size_t)nd->nkw + 1, sizeof(val));
-    for (int i = 0; i < nd->nkw; i++) a.kwv[i] = eval(c, f, nd->kwv[i]);
+    for (int i = 0; i < nd->nkw; i++)
+        a.kwv[i] = eval(c, f, nd->kwv[i]);
     return a;
 }
 
@@ -444,7 +469,8 @@ static val arg(const args *a, int i, const char *kw) {
 }
 
 static val need_str(ct *c, val v, const char *what, int line) {
-    if (v.t != V_STR) inf__ct_fail(c, "line %d: %s needs a string, got %s", line, what, type_name(v));
+    if (v.t != V_STR)
+        inf__ct_fail(c, "line %d: %s needs a string, got %s", line, what, type_name(v));
     return v;
 }
 
@@ -456,9 +482,11 @@ static bool is_space_ch(char ch, val chars) {
 static val str_strip(val s, val chars, bool left, bool right) {
     size_t a = 0, b = s.s.n;
     if (left)
-        while (a < b && is_space_ch(s.s.p[a], chars)) a++;
+        while (a < b && is_space_ch(s.s.p[a], chars))
+            a++;
     if (right)
-        while (b > a && is_space_ch(s.s.p[b - 1], chars)) b--;
+        while (b > a && is_space_ch(s.s.p[b - 1], chars))
+            b--;
     return mk_str(s.s.p + a, b - a);
 }
 
@@ -469,8 +497,10 @@ static val str_case(ct *c, val s, int mode) { /* 0 upper, 1 lower, 2 title, 3 ca
         char ch = s.s.p[i];
         bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
         bool up = mode == 0 || (mode == 2 && start) || (mode == 3 && i == 0);
-        if (up && ch >= 'a' && ch <= 'z') ch = (char)(ch - 32);
-        else if (!up && mode != 0 && ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+        if (up && ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 32);
+        else if (!up && mode != 0 && ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
         d[i] = ch;
         start = !alpha;
     }
@@ -501,16 +531,19 @@ static val str_split(ct *c, val s, val sep, int64_t maxsplit) {
     const char *p = s.s.p;
     if (sep.t != V_STR) { /* whitespace split */
         while (i < n) {
-            while (i < n && is_ws(p[i])) i++;
+            while (i < n && is_ws(p[i]))
+                i++;
             if (i >= n) break;
             size_t j = i;
             if (maxsplit >= 0 && (int64_t)l->n >= maxsplit) {
                 size_t e = n;
-                while (e > i && is_ws(p[e - 1])) e--;
+                while (e > i && is_ws(p[e - 1]))
+                    e--;
                 list_push(c, l, mk_str(p + i, e - i));
                 break;
             }
-            while (j < n && !is_ws(p[j])) j++;
+            while (j < n && !is_ws(p[j]))
+                j++;
             list_push(c, l, mk_str(p + i, j - i));
             i = j;
         }
@@ -536,7 +569,8 @@ static vlist *iter_list(ct *c, val v, int line) {
     if (v.t == V_LIST) return v.l;
     vlist *l = list_new(c, 8);
     if (v.t == V_DICT) {
-        for (size_t i = 0; i < v.d->n; i++) list_push(c, l, mk_str(v.d->k[i].p, v.d->k[i].n));
+        for (size_t i = 0; i < v.d->n; i++)
+            list_push(c, l, mk_str(v.d->k[i].p, v.d->k[i].n));
     } else if (v.t == V_STR) {
         for (size_t i = 0; i < v.s.n;) {
             int k = inf__utf8_len((unsigned char)v.s.p[i]);
@@ -639,7 +673,8 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
         }
         if (vstr_is(nm, "extend")) {
             vlist *o = iter_list(c, arg(a, 0, NULL), line);
-            for (size_t i = 0; i < o->n; i++) list_push(c, l, o->v[i]);
+            for (size_t i = 0; i < o->n; i++)
+                list_push(c, l, o->v[i]);
             return mk_none();
         }
         if (vstr_is(nm, "insert")) {
@@ -700,7 +735,8 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
             if (o.t == V_DICT)
                 for (size_t i = 0; i < o.d->n; i++)
                     dict_set(c, d, o.d->k[i].p, o.d->k[i].n, o.d->v[i]);
-            for (int i = 0; i < a->nkw; i++) dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
+            for (int i = 0; i < a->nkw; i++)
+                dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
             return mk_none();
         }
     }
@@ -763,7 +799,8 @@ static val call_value(ct *c, val fn, args *a, int line) {
         if (base.t == V_DICT)
             for (size_t i = 0; i < base.d->n; i++)
                 dict_set(c, d, base.d->k[i].p, base.d->k[i].n, base.d->v[i]);
-        for (int i = 0; i < a->nkw; i++) dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
+        for (int i = 0; i < a->nkw; i++)
+            dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
         return mk_dict(d);
     }
     case FN_STRFTIME: {
@@ -802,7 +839,8 @@ static bool run_test(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "divisibleby")) {
         val d = arg(a, 0, NULL);
-        if (v.t != V_INT || d.t != V_INT || d.i == 0) inf__ct_fail(c, "line %d: bad divisibleby", line);
+        if (v.t != V_INT || d.t != V_INT || d.i == 0)
+            inf__ct_fail(c, "line %d: bad divisibleby", line);
         return v.i % d.i == 0;
     }
     if (vstr_is(name, "eq") || vstr_is(name, "equalto") || vstr_is(name, "sameas") ||
@@ -846,8 +884,10 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     if (vstr_is(name, "upper") || vstr_is(name, "lower") || vstr_is(name, "title") ||
         vstr_is(name, "capitalize")) {
         v = stringify(c, v);
-        int mode = vstr_is(name, "upper") ? 0 : vstr_is(name, "lower") ? 1
-                   : vstr_is(name, "title") ? 2 : 3;
+        int mode = vstr_is(name, "upper")   ? 0
+                   : vstr_is(name, "lower") ? 1
+                   : vstr_is(name, "title") ? 2
+                                            : 3;
         return str_case(c, v, mode);
     }
     if (vstr_is(name, "length") || vstr_is(name, "count")) {
@@ -901,12 +941,18 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         asb sb = {c, NULL, 0, 0};
         for (size_t i = 0; i < v.s.n; i++) {
             char ch = v.s.p[i];
-            if (ch == '&') inf__ct_sb_puts(&sb, "&amp;");
-            else if (ch == '<') inf__ct_sb_puts(&sb, "&lt;");
-            else if (ch == '>') inf__ct_sb_puts(&sb, "&gt;");
-            else if (ch == '"') inf__ct_sb_puts(&sb, "&#34;");
-            else if (ch == '\'') inf__ct_sb_puts(&sb, "&#39;");
-            else inf__ct_sb_putc(&sb, ch);
+            if (ch == '&')
+                inf__ct_sb_puts(&sb, "&amp;");
+            else if (ch == '<')
+                inf__ct_sb_puts(&sb, "&lt;");
+            else if (ch == '>')
+                inf__ct_sb_puts(&sb, "&gt;");
+            else if (ch == '"')
+                inf__ct_sb_puts(&sb, "&#34;");
+            else if (ch == '\'')
+                inf__ct_sb_puts(&sb, "&#39;");
+            else
+                inf__ct_sb_putc(&sb, ch);
         }
         return sb_val(c, &sb);
     }
@@ -939,17 +985,20 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "list")) {
         vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
-        for (size_t i = 0; i < l->n; i++) list_push(c, r, l->v[i]);
+        for (size_t i = 0; i < l->n; i++)
+            list_push(c, r, l->v[i]);
         return mk_list(r);
     }
     if (vstr_is(name, "reverse")) {
         if (v.t == V_STR) {
             char *d = inf__ct_alloc(c, v.s.n + 1);
-            for (size_t i = 0; i < v.s.n; i++) d[i] = v.s.p[v.s.n - 1 - i];
+            for (size_t i = 0; i < v.s.n; i++)
+                d[i] = v.s.p[v.s.n - 1 - i];
             return mk_str(d, v.s.n);
         }
         vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
-        for (size_t i = l->n; i-- > 0;) list_push(c, r, l->v[i]);
+        for (size_t i = l->n; i-- > 0;)
+            list_push(c, r, l->v[i]);
         return mk_list(r);
     }
     if (vstr_is(name, "replace")) {
@@ -975,8 +1024,8 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
                 list_push(c, r, get_attr(c, l->v[i], (vstr){at.s.p, at.s.n}));
             } else if (fname.t == V_STR) {
                 args none = {0};
-                list_push(c, r, apply_filter(c, (vstr){fname.s.p, fname.s.n}, l->v[i], &none,
-                                             line));
+                list_push(c, r,
+                          apply_filter(c, (vstr){fname.s.p, fname.s.n}, l->v[i], &none, line));
             } else {
                 inf__ct_fail(c, "line %d: map needs attribute= or a filter name", line);
             }
@@ -996,10 +1045,12 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         asb sb = {c, NULL, 0, 0};
         for (size_t i = 0; i < v.s.n; i++) {
             if (i == 0 && truthy(first))
-                for (int k = 0; k < width; k++) inf__ct_sb_putc(&sb, ' ');
+                for (int k = 0; k < width; k++)
+                    inf__ct_sb_putc(&sb, ' ');
             inf__ct_sb_putc(&sb, v.s.p[i]);
             if (v.s.p[i] == '\n' && i + 1 < v.s.n && v.s.p[i + 1] != '\n')
-                for (int k = 0; k < width; k++) inf__ct_sb_putc(&sb, ' ');
+                for (int k = 0; k < width; k++)
+                    inf__ct_sb_putc(&sb, ' ');
         }
         return sb_val(c, &sb);
     }
@@ -1064,8 +1115,10 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
         }
         if (x.t == V_LIST && y.t == V_LIST) {
             vlist *l = list_new(c, x.l->n + y.l->n);
-            for (size_t i = 0; i < x.l->n; i++) list_push(c, l, x.l->v[i]);
-            for (size_t i = 0; i < y.l->n; i++) list_push(c, l, y.l->v[i]);
+            for (size_t i = 0; i < x.l->n; i++)
+                list_push(c, l, x.l->v[i]);
+            for (size_t i = 0; i < y.l->n; i++)
+                list_push(c, l, y.l->v[i]);
             return mk_list(l);
         }
     }
@@ -1075,13 +1128,14 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
         if (k <= 0 || !s.s.n) return mk_str("", 0);
         if ((uint64_t)k > CT_MAX_OUTPUT / s.s.n) inf__ct_fail(c, "string too long");
         char *d = inf__ct_alloc(c, s.s.n * (size_t)k + 1);
-        for (int64_t i = 0; i < k; i++) memcpy(d + (size_t)i * s.s.n, s.s.p, s.s.n);
+        for (int64_t i = 0; i < k; i++)
+            memcpy(d + (size_t)i * s.s.n, s.s.p, s.s.n);
         return mk_str(d, s.s.n * (size_t)k);
     }
     double a, b;
     if (!num(x, &a) || !num(y, &b))
-        inf__ct_fail(c, "line %d: unsupported operand types for %s: %s and %s", line, op, type_name(x),
-             type_name(y));
+        inf__ct_fail(c, "line %d: unsupported operand types for %s: %s and %s", line, op,
+                     type_name(x), type_name(y));
     bool ints = x.t != V_FLOAT && y.t != V_FLOAT;
     if (!strcmp(op, "/")) {
         if (b == 0) inf__ct_fail(c, "line %d: division by zero", line);
@@ -1105,7 +1159,8 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
         if (!strcmp(op, "**") && q >= 0) {
             int64_t acc = 1;
             for (int64_t i = 0; i < q; i++)
-                if (__builtin_mul_overflow(acc, p, &acc)) inf__ct_fail(c, "line %d: overflow", line);
+                if (__builtin_mul_overflow(acc, p, &acc))
+                    inf__ct_fail(c, "line %d: overflow", line);
             return mk_int(acc);
         }
     }
@@ -1153,8 +1208,10 @@ static val eval_slice(ct *c, frame *f, const node *nd, val obj) {
     vlist *r = list_new(c, 8);
     asb sb = {c, NULL, 0, 0};
     for (int64_t i = a; s > 0 ? i < b : i > b; i += s) {
-        if (obj.t == V_LIST) list_push(c, r, obj.l->v[i]);
-        else inf__ct_sb_putc(&sb, obj.s.p[i]);
+        if (obj.t == V_LIST)
+            list_push(c, r, obj.l->v[i]);
+        else
+            inf__ct_sb_putc(&sb, obj.s.p[i]);
     }
     if (obj.t == V_STR) return sb_val(c, &sb);
     return mk_list(r);
@@ -1170,7 +1227,8 @@ static val eval(ct *c, frame *f, const node *nd) {
     case N_LIST: {
         vlist *l = list_new(c, (size_t)nd->nargs);
         l->tuple = nd->op[0] == 't';
-        for (int i = 0; i < nd->nargs; i++) list_push(c, l, eval(c, f, nd->args[i]));
+        for (int i = 0; i < nd->nargs; i++)
+            list_push(c, l, eval(c, f, nd->args[i]));
         r = mk_list(l);
         break;
     }
@@ -1189,7 +1247,8 @@ static val eval(ct *c, frame *f, const node *nd) {
         val obj = eval(c, f, nd->a), key = eval(c, f, nd->b);
         if (key.t == V_STR && is_method_name(obj, (vstr){key.s.p, key.s.n}) && obj.t != V_DICT)
             r = get_attr(c, obj, (vstr){key.s.p, key.s.n});
-        else r = get_item(c, obj, key, nd->line);
+        else
+            r = get_item(c, obj, key, nd->line);
         break;
     }
     case N_SLICE: r = eval_slice(c, f, nd, eval(c, f, nd->a)); break;
@@ -1215,9 +1274,12 @@ static val eval(ct *c, frame *f, const node *nd) {
     case N_NEG:
     case N_POS: {
         val v = eval(c, f, nd->a);
-        if (v.t == V_INT) r = mk_int(nd->kind == N_NEG ? -v.i : v.i);
-        else if (v.t == V_FLOAT) r = mk_float(nd->kind == N_NEG ? -v.f : v.f);
-        else inf__ct_fail(c, "line %d: bad operand for unary minus: %s", nd->line, type_name(v));
+        if (v.t == V_INT)
+            r = mk_int(nd->kind == N_NEG ? -v.i : v.i);
+        else if (v.t == V_FLOAT)
+            r = mk_float(nd->kind == N_NEG ? -v.f : v.f);
+        else
+            inf__ct_fail(c, "line %d: bad operand for unary minus: %s", nd->line, type_name(v));
         break;
     }
     case N_NOT: r = mk_bool(!truthy(eval(c, f, nd->a))); break;
@@ -1232,21 +1294,32 @@ static val eval(ct *c, frame *f, const node *nd) {
         break;
     }
     case N_COND:
-        if (truthy(eval(c, f, nd->a))) r = eval(c, f, nd->b);
-        else r = nd->c ? eval(c, f, nd->c) : mk_undef();
+        if (truthy(eval(c, f, nd->a)))
+            r = eval(c, f, nd->b);
+        else
+            r = nd->c ? eval(c, f, nd->c) : mk_undef();
         break;
     case N_BIN: {
         val x = eval(c, f, nd->a), y = eval(c, f, nd->b);
         const char *op = nd->op;
-        if (!strcmp(op, "==")) r = mk_bool(vequal(c, x, y, 0));
-        else if (!strcmp(op, "!=")) r = mk_bool(!vequal(c, x, y, 0));
-        else if (!strcmp(op, "<")) r = mk_bool(vcompare(c, x, y, nd->line) < 0);
-        else if (!strcmp(op, "<=")) r = mk_bool(vcompare(c, x, y, nd->line) <= 0);
-        else if (!strcmp(op, ">")) r = mk_bool(vcompare(c, x, y, nd->line) > 0);
-        else if (!strcmp(op, ">=")) r = mk_bool(vcompare(c, x, y, nd->line) >= 0);
-        else if (!strcmp(op, "in")) r = mk_bool(contains(c, y, x, nd->line));
-        else if (!strcmp(op, "ni")) r = mk_bool(!contains(c, y, x, nd->line));
-        else r = arith(c, op, x, y, nd->line);
+        if (!strcmp(op, "=="))
+            r = mk_bool(vequal(c, x, y, 0));
+        else if (!strcmp(op, "!="))
+            r = mk_bool(!vequal(c, x, y, 0));
+        else if (!strcmp(op, "<"))
+            r = mk_bool(vcompare(c, x, y, nd->line) < 0);
+        else if (!strcmp(op, "<="))
+            r = mk_bool(vcompare(c, x, y, nd->line) <= 0);
+        else if (!strcmp(op, ">"))
+            r = mk_bool(vcompare(c, x, y, nd->line) > 0);
+        else if (!strcmp(op, ">="))
+            r = mk_bool(vcompare(c, x, y, nd->line) >= 0);
+        else if (!strcmp(op, "in"))
+            r = mk_bool(contains(c, y, x, nd->line));
+        else if (!strcmp(op, "ni"))
+            r = mk_bool(!contains(c, y, x, nd->line));
+        else
+            r = arith(c, op, x, y, nd->line);
         break;
     }
     default: inf__ct_fail(c, "line %d: bad expression", nd->line);
@@ -1291,8 +1364,8 @@ static void exec_for(ct *c, frame *f, const node *nd) {
         } else {
             vlist *parts = iter_list(c, it, nd->line);
             if ((int)parts->n != nd->nkw)
-                inf__ct_fail(c, "line %d: cannot unpack %zu values into %d targets", nd->line, parts->n,
-                     nd->nkw);
+                inf__ct_fail(c, "line %d: cannot unpack %zu values into %d targets", nd->line,
+                             parts->n, nd->nkw);
             for (int k = 0; k < nd->nkw; k++)
                 dict_set(c, &fr.vars, nd->kwn[k].p, nd->kwn[k].n, parts->v[k]);
         }
@@ -1321,7 +1394,8 @@ static void exec(ct *c, frame *f, const node *nd) {
     enter(c);
     switch (nd->kind) {
     case S_SEQ:
-        for (int i = 0; i < nd->nargs && !c->brk; i++) exec(c, f, nd->args[i]);
+        for (int i = 0; i < nd->nargs && !c->brk; i++)
+            exec(c, f, nd->args[i]);
         break;
     case S_TEXT: emit(c, nd->lit.s.p, nd->lit.s.n); break;
     case S_OUT: {
@@ -1336,8 +1410,10 @@ static void exec(ct *c, frame *f, const node *nd) {
         break;
     }
     case S_IF:
-        if (truthy(eval(c, f, nd->a))) exec(c, f, nd->b);
-        else if (nd->c) exec(c, f, nd->c);
+        if (truthy(eval(c, f, nd->a)))
+            exec(c, f, nd->b);
+        else if (nd->c)
+            exec(c, f, nd->c);
         break;
     case S_FOR: exec_for(c, f, nd); break;
     case S_SET: {
@@ -1346,7 +1422,7 @@ static void exec(ct *c, frame *f, const node *nd) {
             val ns = lookup(f, nd->name);
             if (ns.t != V_DICT)
                 inf__ct_fail(c, "line %d: '%.*s' is not a namespace", nd->line, (int)nd->name.n,
-                     nd->name.p);
+                             nd->name.p);
             dict_set(c, ns.d, nd->name2.p, nd->name2.n, v);
         } else {
             dict_set(c, &f->vars, nd->name.p, nd->name.n, v);
@@ -1419,12 +1495,13 @@ static char *render(ct *c) {
 }
 
 int inf_chat_template_apply(const char *tmpl, const inf_chat_message *msgs, size_t n,
-                            bool add_generation_prompt, const char *bos_text,
-                            const char *eos_text, char **out) {
+                            bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                            char **out) {
     if (!out || (n && !msgs)) return inf__err(INF_EINVAL, "chat template: NULL argument");
     *out = NULL;
-    ct_input in = {tmpl ? tmpl : fallback_tmpl, msgs, n, add_generation_prompt,
-                   bos_text ? bos_text : "", eos_text ? eos_text : ""};
+    ct_input in = {
+        tmpl ? tmpl : fallback_tmpl, msgs, n, add_generation_prompt, bos_text ? bos_text : "",
+        eos_text ? eos_text : ""};
     ct *c = calloc(1, sizeof *c);
     if (!c) return inf__err(INF_ENOMEM, "chat template");
     c->input = &in;

@@ -33,7 +33,6 @@ typedef struct ct_blk {
     _Alignas(16) char data[];
 } ct_blk;
 
-
 /* ---- values --------------------------------------------------------------------------------- */
 
 enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_MACRO, V_FUNC, V_METHOD };
@@ -84,8 +83,19 @@ enum { FN_RANGE = 1, FN_NAMESPACE, FN_RAISE, FN_STRFTIME, FN_DICT };
 
 /* ---- tokens and AST ------------------------------------------------------------------------- */
 
-enum { TK_EOF, TK_TEXT, TK_VAR_BEGIN, TK_VAR_END, TK_BLOCK_BEGIN, TK_BLOCK_END, TK_NAME, TK_STR,
-       TK_INT, TK_FLOAT, TK_OP };
+enum {
+    TK_EOF,
+    TK_TEXT,
+    TK_VAR_BEGIN,
+    TK_VAR_END,
+    TK_BLOCK_BEGIN,
+    TK_BLOCK_END,
+    TK_NAME,
+    TK_STR,
+    TK_INT,
+    TK_FLOAT,
+    TK_OP
+};
 
 typedef struct tok {
     int kind;
@@ -96,9 +106,35 @@ typedef struct tok {
     double f;
 } tok;
 
-enum { N_LIT, N_NAME, N_LIST, N_DICT, N_ATTR, N_INDEX, N_SLICE, N_CALL, N_FILTER, N_TEST, N_NEG,
-       N_POS, N_NOT, N_AND, N_OR, N_BIN, N_COND, S_SEQ, S_TEXT, S_OUT, S_IF, S_FOR, S_SET,
-       S_SETBLOCK, S_MACRO, S_BREAK, S_CONTINUE };
+enum {
+    N_LIT,
+    N_NAME,
+    N_LIST,
+    N_DICT,
+    N_ATTR,
+    N_INDEX,
+    N_SLICE,
+    N_CALL,
+    N_FILTER,
+    N_TEST,
+    N_NEG,
+    N_POS,
+    N_NOT,
+    N_AND,
+    N_OR,
+    N_BIN,
+    N_COND,
+    S_SEQ,
+    S_TEXT,
+    S_OUT,
+    S_IF,
+    S_FOR,
+    S_SET,
+    S_SETBLOCK,
+    S_MACRO,
+    S_BREAK,
+    S_CONTINUE
+};
 
 struct node {
     int kind, line;
@@ -106,10 +142,10 @@ struct node {
     val lit;          /* N_LIT, S_TEXT */
     vstr name, name2; /* names: variable, attribute, filter/test, set target (name2: ns attr) */
     node *a, *b, *c, *d;
-    node **args;      /* positional args, list items, dict pairs (k0, v0, k1, v1…), statements */
+    node **args; /* positional args, list items, dict pairs (k0, v0, k1, v1…), statements */
     int nargs;
-    vstr *kwn;        /* keyword argument names / macro parameter names / for targets */
-    node **kwv;       /* keyword argument values / macro parameter defaults (NULL: none) */
+    vstr *kwn;  /* keyword argument names / macro parameter names / for targets */
+    node **kwv; /* keyword argument values / macro parameter defaults (NULL: none) */
     int nkw;
 };
 
@@ -154,7 +190,9 @@ static inline bool is_ws(char ch) {
 static inline void enter(ct *c) {
     if (++c->depth > CT_MAX_DEPTH) inf__ct_fail(c, "template nesting too deep");
 }
-static inline void leave(ct *c) { c->depth--; }
+static inline void leave(ct *c) {
+    c->depth--;
+}
 static inline void step(ct *c) {
     if (++c->steps > CT_MAX_STEPS) inf__ct_fail(c, "template evaluation takes too many steps");
 }
@@ -165,17 +203,34 @@ static inline val mk_str(const char *p, size_t n) {
     v.s.n = n;
     return v;
 }
-static inline val mk_int(int64_t i) { return (val){.t = V_INT, .i = i}; }
-static inline val mk_float(double f) { return (val){.t = V_FLOAT, .f = f}; }
-static inline val mk_bool(bool b) { return (val){.t = V_BOOL, .b = b}; }
-static inline val mk_undef(void) { return (val){.t = V_UNDEF}; }
-static inline val mk_none(void) { return (val){.t = V_NONE}; }
+static inline val mk_int(int64_t i) {
+    return (val){.t = V_INT, .i = i};
+}
+static inline val mk_float(double f) {
+    return (val){.t = V_FLOAT, .f = f};
+}
+static inline val mk_bool(bool b) {
+    return (val){.t = V_BOOL, .b = b};
+}
+static inline val mk_undef(void) {
+    return (val){.t = V_UNDEF};
+}
+static inline val mk_none(void) {
+    return (val){.t = V_NONE};
+}
 
-static inline val mk_list(vlist *l) { return (val){.t = V_LIST, .l = l}; }
-static inline val mk_dict(vdict *d) { return (val){.t = V_DICT, .d = d}; }
+static inline val mk_list(vlist *l) {
+    return (val){.t = V_LIST, .l = l};
+}
+static inline val mk_dict(vdict *d) {
+    return (val){.t = V_DICT, .d = d};
+}
 
-static inline bool vstr_eq(vstr a, const char *p, size_t n) { return a.n == n && !memcmp(a.p, p, n); }
-static inline bool vstr_is(vstr a, const char *z) { return vstr_eq(a, z, strlen(z)); }
-
+static inline bool vstr_eq(vstr a, const char *p, size_t n) {
+    return a.n == n && !memcmp(a.p, p, n);
+}
+static inline bool vstr_is(vstr a, const char *z) {
+    return vstr_eq(a, z, strlen(z));
+}
 
 #endif

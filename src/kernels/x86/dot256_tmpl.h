@@ -331,14 +331,32 @@ static void TMPL_FN(vec_dot_q5_1)(int64_t n, float *restrict s, const void *rest
 
 /* ---- K quants ----------------------------------------------------------------------------- */
 
-/* The 8 (scale, min) pairs of a q4_K/q5_K block. */
-static inline void t_scales_mins(const uint8_t *q, int *sc, int *m) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = q[j] & 63;
-        m[j] = q[j + 4] & 63;
-        sc[j + 4] = (q[j + 8] & 0x0f) | ((q[j] >> 6) << 4);
-        m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
-    }
+/* Decodes the 12 packed scale bytes into 8 scales then 8 mins (bytes), 32 bits at a time:
+ * scales 0..3 / mins 0..3 are the low 6 bits of bytes 0..3 / 4..7; scales 4..7 take their low
+ * nibble from bytes 8..11 and their top 2 bits from bytes 0..3, mins 4..7 the high nibble of
+ * bytes 8..11 and the top 2 bits of bytes 4..7. */
+static inline __m128i t_k_scales(const uint8_t *q) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    const uint32_t sc_lo = u0 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const uint32_t m_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/* sum_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 mins in bytes 8..15 of sm. */
+static inline int t_k_mins_dot(__m128i sm, const int16_t *bsums) {
+    const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+    const __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    const __m128i pairs = _mm_hadd_epi16(b0, b1); /* |pair| <= 2 * 16 * 127: no overflow */
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+    __m128i p = _mm_madd_epi16(pairs, mins);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+    return _mm_cvtsi128_si32(p);
 }
 
 static void TMPL_FN(vec_dot_q4_k)(int64_t n, float *restrict s, const void *restrict vx,
@@ -350,10 +368,10 @@ static void TMPL_FN(vec_dot_q4_k)(int64_t n, float *restrict s, const void *rest
     __m256 acc = _mm256_setzero_ps();
     float accm = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
-        int sc[8], mn[8];
-        t_scales_mins(x[i].scales, sc, mn);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const __m128i sm = t_k_scales(x[i].scales);
+        const int summ = t_k_mins_dot(sm, y[i].bsums);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, sm);
         const uint8_t *q = x[i].qs;
         const int8_t *p = y[i].qs;
         __m256i isum = _mm256_setzero_si256();
@@ -383,10 +401,10 @@ static void TMPL_FN(vec_dot_q5_k)(int64_t n, float *restrict s, const void *rest
     __m256 acc = _mm256_setzero_ps();
     float accm = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
-        int sc[8], mn[8];
-        t_scales_mins(x[i].scales, sc, mn);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const __m128i sm = t_k_scales(x[i].scales);
+        const int summ = t_k_mins_dot(sm, y[i].bsums);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, sm);
         const uint8_t *q = x[i].qs;
         const int8_t *p = y[i].qs;
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);

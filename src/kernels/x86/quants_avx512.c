@@ -1,25 +1,27 @@
 /*
  * quants_avx512.c — AVX-512 (F/BW/VL/DQ/VNNI) kernels: the 256-bit vec_dot set of dot256_tmpl.h
- * with vpdpbusd, plus tiled matmul kernels (inf__mm_kernel) used by inf_matmul.
+ * with vpdpbusd, plus the tiled matmul kernels (inf__mm_kernel) that inf_matmul uses.
  *
- * q4_0 / q8_0 weights ("row-lane" kernel): 16 weight rows sit in the 16 int32 lanes of a zmm.
- * Each 32-wide block is re-laid out ("repacked") as 8 zmm of 4 weight bytes per row, unsigned
- * (q4_0 nibbles 0..15; q8_0 bytes + 128), so one vpdpbusd with 4 activation bytes broadcast from
- * memory adds 4 products for 16 rows. The activation row holds int8 q (the reference q8_0
- * quantization), the block scale and the offset that undoes the unsigned shift (-8 or -128 times
- * the block's sum of q). Per (row, token) the output is exactly
+ * q4_0 / q8_0 weights ("row-lane" kernels): 16 weight rows sit in the 16 int32 lanes of a zmm;
+ * 4 weight bytes per row and lane, unsigned (q4_0 nibbles 0..15; q8_0 bytes + 128), so one
+ * vpdpbusd against 4 activation bytes broadcast from memory adds 4 products for 16 rows. The
+ * activations are the reference q8_0 quantization of X, with each block's scale and the offset
+ * that undoes the unsigned shift (-8 or -128 times the block's sum of q). Per (row, token):
  *     acc = 0; for each block b in order: acc = fma((float)isum_b, d_w[b] * d_x[b], acc)
- * with isum_b the exact integer block dot: a fixed scalar recurrence, evaluated lane-wise, so the
- * result does not depend on tiling, n_tok or threads. Blocks are repacked a slab at a time into
- * a stack buffer and reused by every token; accumulators are parked in Y between slabs (a float
- * store/load round trip is exact).
+ * with isum_b the exact integer block dot: a fixed scalar recurrence evaluated lane-wise, so the
+ * result depends on neither tiling, n_tok, threads, nor the weight layout. Two layouts:
+ *   - GGUF rows as they are: each pair of blocks of 16 rows is transposed on the fly ("raw"
+ *     dwords, see below), into registers for a few tokens or into a stack slab reused by every
+ *     token tile for many (accumulators parked in Y between slabs: a float store/load is exact);
+ *   - "r16", repacked once at load time (inf_matmul_repack): already interleaved, one stream.
+ * Tokens go 8 at a time with all 8 accumulators and 16 dpbusd chains in registers.
  *
  * f16 / f32 weights ("pair" kernel): each (row, token) pair owns a 16-lane accumulator over k,
  * fma per 16 elements in k order, reduced by one fixed tree at the end; a tile of rows x tokens
  * shares the loads.
  *
- * Only called after kernels.c has checked cpuid. Threads: pure functions; the stack buffers are
- * per call.
+ * Only called after kernels.c has checked cpuid. Threads: pure functions; stack buffers are per
+ * call.
  */
 #include "kernels/x86/x86.h"
 
@@ -28,9 +30,11 @@
 #include <string.h>
 
 #define DOT_U8S8(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
-#define DOT_U8S8_SC(u, s, sc) _mm256_mullo_epi32(DOT_U8S8((u), (s)), (sc))
-#define SC1(a) _mm256_set1_epi32(a)
-#define SC2(a, b) _mm256_setr_m128i(_mm_set1_epi32(a), _mm_set1_epi32(b))
+/* Scaled dots (K quants, small unsigned quants): maddubs pairs cannot saturate there and
+ * madd applies the scale for free, cheaper than vpdpbusd + vpmulld. */
+#define DOT_U8S8_SC(u, s, sc) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), (sc))
+#define SC1(a) _mm256_set1_epi16((short)(a))
+#define SC2(a, b) _mm256_setr_m128i(_mm_set1_epi16((short)(a)), _mm_set1_epi16((short)(b)))
 #define TMPL_FN(name) avx512_##name
 
 #include "kernels/x86/dot256_tmpl.h"
@@ -150,20 +154,16 @@ typedef struct {
 /* Dwords o..o+3 (byte offset o) of 16 rows -> 4 vectors, lane r = row r's dword. */
 static ALWAYS_INLINE void rl_t4(const uint8_t *const rp[RL_ROWS], size_t o, __m512i out[4]) {
 #define RL_L(r) _mm_loadu_si128((const __m128i *)(rp[r] + o))
-    __m512i z0 = _mm512_castsi128_si512(RL_L(0)), z1 = _mm512_castsi128_si512(RL_L(1));
-    __m512i z2 = _mm512_castsi128_si512(RL_L(2)), z3 = _mm512_castsi128_si512(RL_L(3));
-    z0 = _mm512_inserti32x4(z0, RL_L(4), 1);
-    z1 = _mm512_inserti32x4(z1, RL_L(5), 1);
-    z2 = _mm512_inserti32x4(z2, RL_L(6), 1);
-    z3 = _mm512_inserti32x4(z3, RL_L(7), 1);
-    z0 = _mm512_inserti32x4(z0, RL_L(8), 2);
-    z1 = _mm512_inserti32x4(z1, RL_L(9), 2);
-    z2 = _mm512_inserti32x4(z2, RL_L(10), 2);
-    z3 = _mm512_inserti32x4(z3, RL_L(11), 2);
-    z0 = _mm512_inserti32x4(z0, RL_L(12), 3);
-    z1 = _mm512_inserti32x4(z1, RL_L(13), 3);
-    z2 = _mm512_inserti32x4(z2, RL_L(14), 3);
-    z3 = _mm512_inserti32x4(z3, RL_L(15), 3);
+    /* Masked broadcasts merge on p0/p5 instead of the shuffle port (inserts). */
+#define RL_Z(a, b, c, d)                                                                          \
+    _mm512_mask_broadcast_i32x4(                                                                  \
+        _mm512_mask_broadcast_i32x4(                                                              \
+            _mm512_mask_broadcast_i32x4(_mm512_castsi128_si512(RL_L(a)), 0x00f0, RL_L(b)),        \
+            0x0f00, RL_L(c)),                                                                     \
+        0xf000, RL_L(d))
+    __m512i z0 = RL_Z(0, 4, 8, 12), z1 = RL_Z(1, 5, 9, 13);
+    __m512i z2 = RL_Z(2, 6, 10, 14), z3 = RL_Z(3, 7, 11, 15);
+#undef RL_Z
 #undef RL_L
     __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
     __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
@@ -468,6 +468,10 @@ static ALWAYS_INLINE void r16_tile(int q8, int T, const uint8_t *g, int64_t nb,
     const int64_t np = (nb + 1) / 2;
     const uint8_t *a = tile;
     for (int64_t p = 0; p < np; p++, g += R16_PAIR(q8)) {
+#ifdef R16_PF
+        if (T == 1)
+            for (int l = 0; l < R16_PAIR(q8); l += 64) _mm_prefetch((const char *)g + R16_PF + l, _MM_HINT_T0);
+#endif
         __m512i w[8];
         const __m512 dA = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)g));
         r16_load(q8, g + 64, w);
@@ -542,7 +546,7 @@ size_t inf__avx512_repack_size(int type, int64_t n_in, int64_t n_rows) {
 void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_in,
                         int64_t n_rows, int64_t g0, int64_t g1, void *dst, size_t *row_bytes) {
     const int q8 = type == INF_TYPE_Q8_0;
-    const int64_t nb = n_in / 32, np = (nb + 1) / 2;
+    const int64_t nb = n_in / 32;
     const size_t bsz = q8 ? sizeof(inf_block_q8_0) : sizeof(inf_block_q4_0);
     const size_t gbytes = r16_row_bytes(q8, n_in) * RL_ROWS;
     *row_bytes = r16_row_bytes(q8, n_in);
@@ -567,7 +571,6 @@ void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_
                 }
             }
         }
-        (void)np;
     }
 }
 

@@ -1,0 +1,653 @@
+"""Black-box tests of the OpenAI-compatible REST API of `inferneo serve` (DESIGN.md section 8).
+
+The real binary (INFERNEO_BIN) serves models/stories260K.gguf (repo root INFERNEO_ROOT) on a free
+loopback port; the tests talk to it with httpx and raw sockets. Greedy outputs are checked against
+`inferneo generate --temp 0` on the same (formatted) prompt; response shapes against OpenAI's.
+"""
+import base64
+import concurrent.futures
+import json
+import math
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+ROOT = os.environ.get("INFERNEO_ROOT") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("INFERNEO_BIN") or os.path.join(ROOT, "build", "inferneo")
+MODEL = os.path.join(ROOT, "models", "stories260K.gguf")
+NAME, ALIAS = "stories", "tiny-alias"
+KEY = "sk-test-secret-4242"
+PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom", "The cat sat"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *extra):
+        self.extra = list(extra)
+        self.lines = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        for _ in range(3):
+            self.port = free_port()
+            cmd = [BIN, "serve", "-m", MODEL, "--port", str(self.port), "-t", "1"] + self.extra
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            threading.Thread(target=self._read, daemon=True).start()
+            deadline = time.time() + 30
+            while time.time() < deadline and self.proc.poll() is None:
+                if "listening on http://127.0.0.1:%d" % self.port in self.output():
+                    return self
+                time.sleep(0.02)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                raise AssertionError("no 'listening on' line within 30 s:\n" + self.output())
+            if "in use" not in self.output():
+                break
+        raise AssertionError("the server exited: %s\n%s" % (self.proc.returncode, self.output()))
+
+    def _read(self):
+        for line in iter(self.proc.stdout.readline, b""):
+            with self.lock:
+                self.lines.append(line.decode("utf-8", "replace"))
+
+    def output(self):
+        with self.lock:
+            return "".join(self.lines)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise AssertionError("no exit within 20 s of SIGTERM:\n" + self.output()[-3000:])
+        return self.proc.returncode
+
+    def alive(self):
+        assert self.proc.poll() is None, "the server died:\n" + self.output()[-3000:]
+        assert httpx.get(self.url("/health"), timeout=10).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = Server("--served-model-name", NAME + "," + ALIAS).start()
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    s = Server("--api-key", KEY, "--cors-origin", "http://allowed.example", "--max-body", "65536",
+               "--max-seqs", "1", "--queue", "2").start()
+    yield s
+    assert s.stop() == 0
+
+
+def post(s, path, body, **kw):
+    return httpx.post(s.url(path), json=body, timeout=60, **kw)
+
+
+def err(r, status, code=None, etype=None, param=None):
+    assert r.status_code == status, (r.status_code, r.text)
+    e = r.json()["error"]
+    assert set(e) == {"message", "type", "param", "code"}, e
+    assert isinstance(e["message"], str) and e["message"]
+    if code:
+        assert e["code"] == code, e
+    if etype:
+        assert e["type"] == etype, e
+    if param:
+        assert e["param"] == param, e
+    return e
+
+
+def generate(prompt, n):
+    """`inferneo generate --temp 0`: the reference greedy continuation."""
+    p = subprocess.run([BIN, "generate", "-m", MODEL, "-p", prompt, "-n", str(n), "--temp", "0",
+                        "-t", "1"], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout.decode("utf-8")
+
+
+def chatml(messages):
+    """The fallback template (stories260K has no chat template)."""
+    return "".join("<|im_start|>%s\n%s<|im_end|>\n" % (m["role"], m["content"])
+                   for m in messages) + "<|im_start|>assistant\n"
+
+
+def sse(s, path, body, headers=None):
+    """Streams a request; returns (response headers, [parsed events], done_seen)."""
+    events, done = [], False
+    with httpx.stream("POST", s.url(path), json=body, timeout=60, headers=headers) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        buf = ""
+        for chunk in r.iter_text():
+            buf += chunk
+            while "\n\n" in buf:
+                ev, buf = buf.split("\n\n", 1)
+                assert ev.startswith("data: "), ev
+                assert not done, "an event after [DONE]"
+                data = ev[len("data: "):]
+                if data == "[DONE]":
+                    done = True
+                else:
+                    events.append(json.loads(data))
+        assert buf == ""
+        return r.headers, events, done
+
+
+def same_usage(a, b):
+    """Token counts agree (cached_tokens may differ: the prefix cache warms up)."""
+    return all(a[k] == b[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+
+
+def metrics(s, **kw):
+    text = httpx.get(s.url("/metrics"), timeout=10, **kw).text
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def wait_idle(s, within):
+    t0 = time.time()
+    while True:
+        m = metrics(s)
+        if m["inferneo_requests_running"] == 0 and m["inferneo_kv_pages_in_use"] == 0:
+            return time.time() - t0
+        assert time.time() - t0 < within, "still busy after %.1f s: %r" % (within, m)
+        time.sleep(0.02)
+
+
+# ---- basics ------------------------------------------------------------------------------------
+
+def test_health_models_and_log(srv):
+    r = httpx.get(srv.url("/health"))
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    r = httpx.get(srv.url("/v1/models"))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == [NAME, ALIAS]
+    for m in body["data"]:
+        assert m["object"] == "model" and m["owned_by"] and isinstance(m["created"], int)
+    assert httpx.get(srv.url("/v1/models/" + ALIAS)).json()["id"] == ALIAS
+    err(httpx.get(srv.url("/v1/models/nope")), 404, "model_not_found")
+    assert re.search(r"GET /v1/models 200 [0-9.]+ ms", srv.output())
+
+
+def test_completion_shape_and_greedy_equals_generate(srv):
+    for prompt in PROMPTS[:2]:
+        r = post(srv, "/v1/completions", {"model": NAME, "prompt": prompt, "max_tokens": 24,
+                                          "temperature": 0})
+        assert r.status_code == 200, r.text
+        b = r.json()
+        assert b["id"].startswith("cmpl-") and b["object"] == "text_completion"
+        assert isinstance(b["created"], int) and b["model"] == NAME
+        (c,) = b["choices"]
+        assert set(c) == {"index", "text", "logprobs", "finish_reason"}
+        assert c["index"] == 0 and c["logprobs"] is None
+        assert c["finish_reason"] in ("length", "stop")
+        assert c["text"] == generate(prompt, 24)
+        u = b["usage"]
+        assert u["prompt_tokens"] > 0 and u["completion_tokens"] <= 24
+        assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+        assert u["prompt_tokens_details"]["cached_tokens"] >= 0
+    assert re.search(r"POST /v1/completions 200 tokens=\d+\+\d+ [0-9.]+ ms", srv.output())
+    # an alias is accepted and reported back; no model means the served one
+    b = post(srv, "/v1/completions", {"model": ALIAS, "prompt": "x", "max_tokens": 2}).json()
+    assert b["model"] == ALIAS
+    assert post(srv, "/v1/completions", {"prompt": "x", "max_tokens": 2}).json()["model"] == NAME
+
+
+def test_completion_stream(srv):
+    body = {"model": NAME, "prompt": PROMPTS[2], "max_tokens": 30, "temperature": 0}
+    want = post(srv, "/v1/completions", body).json()
+    headers, events, done = sse(srv, "/v1/completions",
+                                dict(body, stream=True, stream_options={"include_usage": True}))
+    assert done
+    text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
+    assert text == want["choices"][0]["text"]
+    for e in events:
+        assert e["id"].startswith("cmpl-") and e["object"] == "text_completion"
+        assert e["id"] == events[0]["id"]
+    finals = [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
+    assert len(finals) == 1 and finals[0]["choices"][0]["finish_reason"] == \
+        want["choices"][0]["finish_reason"]
+    assert events[-1]["choices"] == [] and same_usage(events[-1]["usage"], want["usage"])
+    # without include_usage: no usage chunk
+    _, events, done = sse(srv, "/v1/completions", dict(body, stream=True))
+    assert done and all(e["choices"] for e in events) and "usage" not in events[-1]
+
+
+def test_chat_greedy_equals_generate_and_stream(srv):
+    msgs = [{"role": "system", "content": "You tell stories."},
+            {"role": "user", "content": "Tell me about a cat."}]
+    body = {"model": NAME, "messages": msgs, "max_tokens": 20, "temperature": 0}
+    r = post(srv, "/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["id"].startswith("chatcmpl-") and b["object"] == "chat.completion"
+    (c,) = b["choices"]
+    assert set(c) == {"index", "message", "logprobs", "finish_reason"}
+    assert c["message"]["role"] == "assistant"
+    assert c["message"]["content"] == generate(chatml(msgs), 20)
+    # content as an array of text parts means the same
+    parts = [dict(m, content=[{"type": "text", "text": m["content"]}]) for m in msgs]
+    r2 = post(srv, "/v1/chat/completions", dict(body, messages=parts, max_completion_tokens=20))
+    assert r2.json()["choices"][0]["message"]["content"] == c["message"]["content"]
+
+    _, events, done = sse(srv, "/v1/chat/completions",
+                          dict(body, stream=True, stream_options={"include_usage": True}))
+    assert done
+    first = events[0]["choices"][0]
+    assert first["delta"]["role"] == "assistant" and first["finish_reason"] is None
+    for e in events:
+        assert e["object"] == "chat.completion.chunk" and e["id"] == events[0]["id"]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+    assert text == c["message"]["content"]
+    last = events[-2]["choices"][0]
+    assert last["delta"] == {} and last["finish_reason"] == c["finish_reason"]
+    assert events[-1]["choices"] == [] and same_usage(events[-1]["usage"], b["usage"])
+
+
+def test_n_seed_stop_echo_logprobs_and_prompt_lists(srv):
+    body = {"prompt": PROMPTS[0], "max_tokens": 16, "temperature": 0.9, "seed": 7, "n": 3}
+    a = post(srv, "/v1/completions", body).json()
+    b = post(srv, "/v1/completions", body).json()
+    assert [c["index"] for c in a["choices"]] == [0, 1, 2]
+    assert [c["text"] for c in a["choices"]] == [c["text"] for c in b["choices"]]
+    assert len({c["text"] for c in a["choices"]}) > 1, "n choices with one seed are all equal"
+    assert a["usage"]["completion_tokens"] <= 3 * 16
+
+    greedy = generate(PROMPTS[0], 24)
+    stop = greedy[8:12]
+    r = post(srv, "/v1/completions", {"prompt": PROMPTS[0], "max_tokens": 24, "temperature": 0,
+                                      "stop": ["@@never@@", stop]}).json()["choices"][0]
+    assert r["finish_reason"] == "stop" and r["text"] == greedy[:greedy.index(stop)]
+
+    r = post(srv, "/v1/completions", {"prompt": PROMPTS[0], "max_tokens": 5, "temperature": 0,
+                                      "echo": True}).json()["choices"][0]
+    assert r["text"] == PROMPTS[0] + generate(PROMPTS[0], 5)
+
+    r = post(srv, "/v1/completions", {"prompt": PROMPTS[1], "max_tokens": 6, "temperature": 0,
+                                      "logprobs": 2}).json()
+    lp = r["choices"][0]["logprobs"]
+    n = r["usage"]["completion_tokens"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == n
+    assert "".join(lp["tokens"]) == r["choices"][0]["text"]
+    for tok, l, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+        assert l <= 0 and 1 <= len(top) <= 2
+        assert max(top.values()) == pytest.approx(l, abs=1e-4)  # greedy: chosen is the best
+    r = post(srv, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                           "max_tokens": 4, "temperature": 0, "logprobs": True,
+                                           "top_logprobs": 3}).json()
+    content = r["choices"][0]["logprobs"]["content"]
+    assert len(content) == r["usage"]["completion_tokens"]
+    for ent in content:
+        assert set(ent) == {"token", "logprob", "bytes", "top_logprobs"}
+        assert len(ent["top_logprobs"]) == 3 and bytes(ent["bytes"]).decode() == ent["token"]
+
+    r = post(srv, "/v1/completions", {"prompt": PROMPTS[:3], "max_tokens": 8, "temperature": 0,
+                                      "n": 2}).json()
+    assert [c["index"] for c in r["choices"]] == list(range(6))
+    for i, c in enumerate(r["choices"]):
+        assert c["text"] == generate(PROMPTS[i // 2], 8)
+    single = [post(srv, "/v1/completions", {"prompt": p, "max_tokens": 1}).json()
+              for p in PROMPTS[:3]]
+    assert r["usage"]["prompt_tokens"] == sum(x["usage"]["prompt_tokens"] for x in single)
+
+    toks = httpx.post(srv.url("/tokenize"), json={"content": PROMPTS[0],
+                                                  "add_special": True}).json()["tokens"]
+    r = post(srv, "/v1/completions", {"prompt": toks, "max_tokens": 8, "temperature": 0}).json()
+    assert r["choices"][0]["text"] == generate(PROMPTS[0], 8)
+
+
+def test_embeddings_and_tokenize(srv):
+    r = post(srv, "/v1/embeddings", {"model": NAME, "input": ["hello world", "a cat"]})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["object"] == "list" and b["model"] == NAME and len(b["data"]) == 2
+    for i, d in enumerate(b["data"]):
+        assert d["object"] == "embedding" and d["index"] == i
+        assert math.isclose(math.sqrt(sum(x * x for x in d["embedding"])), 1.0, rel_tol=1e-4)
+    assert b["data"][0]["embedding"] != b["data"][1]["embedding"]
+    assert b["usage"]["prompt_tokens"] == b["usage"]["total_tokens"] > 0
+    b64 = post(srv, "/v1/embeddings", {"input": "hello world", "encoding_format": "base64"}).json()
+    raw = base64.b64decode(b64["data"][0]["embedding"])
+    vec = struct.unpack("<%df" % (len(raw) // 4), raw)
+    assert vec == pytest.approx(b["data"][0]["embedding"], abs=1e-6)
+
+    t = httpx.post(srv.url("/tokenize"), json={"content": "Once upon a time"}).json()["tokens"]
+    assert t and all(isinstance(x, int) for x in t)
+    d = httpx.post(srv.url("/detokenize"), json={"tokens": t}).json()
+    assert d["content"].strip() == "Once upon a time"
+    ts = httpx.post(srv.url("/tokenize"), json={"content": "x", "add_special": True}).json()
+    assert len(ts["tokens"]) == len(httpx.post(srv.url("/tokenize"),
+                                               json={"content": "x"}).json()["tokens"]) + 1
+    err(httpx.post(srv.url("/detokenize"), json={"tokens": [10 ** 9]}), 400)
+    err(httpx.post(srv.url("/tokenize"), json={"content": 5}), 400)
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+def test_validation_errors(srv):
+    c = "/v1/completions"
+    r = httpx.post(srv.url(c), content=b'{"prompt": "x",\n  "max_tokens": }', timeout=10)
+    e = err(r, 400, "invalid_json")
+    assert "line 2" in e["message"] and "column" in e["message"]
+    err(httpx.post(srv.url(c), content=b"[1, 2]"), 400)
+    err(httpx.post(srv.url(c), content=b'{"prompt": "a", "prompt": "b"}'), 400)
+    err(post(srv, c, {"prompt": "x", "temperature": "hot"}), 400, "invalid_type",
+        "invalid_request_error", "temperature")
+    err(post(srv, c, {"prompt": "x", "temperature": 2.5}), 400, param="temperature")
+    err(post(srv, c, {"prompt": "x", "top_p": 1.5}), 400, param="top_p")
+    err(post(srv, c, {"prompt": "x", "max_tokens": 0}), 400, param="max_tokens")
+    err(post(srv, c, {"prompt": "x", "n": 0}), 400, param="n")
+    err(post(srv, c, {"prompt": "x", "logprobs": 21}), 400, param="logprobs")
+    err(post(srv, c, {"prompt": "x", "stop": ["a"] * 9}), 400, param="stop")
+    err(post(srv, c, {"prompt": "x", "stop": [1]}), 400, param="stop")
+    err(post(srv, c, {"prompt": "x", "frequency_penalty": -3}), 400)
+    err(post(srv, c, {"prompt": "x", "stream": "yes"}), 400, param="stream")
+    err(post(srv, c, {"prompt": "x", "stream_options": {"include_usage": True}}), 400)
+    err(post(srv, c, {"prompt": "x", "bogus": 1}), 400, "unknown_parameter", param="bogus")
+    err(post(srv, c, {"prompt": []}), 400)
+    err(post(srv, c, {}), 400, param="prompt")
+    err(post(srv, c, {"prompt": [1, "a"]}), 400)
+    err(post(srv, c, {"prompt": [99999999]}), 400)
+    err(post(srv, c, {"model": "gpt-4", "prompt": "x"}), 404, "model_not_found",
+        "invalid_request_error")
+    err(post(srv, c, {"prompt": "x", "logit_bias": {"1": 5}}), 400, "unsupported_parameter")
+    ch = "/v1/chat/completions"
+    msg = [{"role": "user", "content": "hi"}]
+    err(post(srv, ch, {"messages": msg, "response_format": {"type": "json_object"}}), 400,
+        "unsupported_parameter", param="response_format")
+    err(post(srv, ch, {"messages": msg, "response_format": {"type": "json_schema",
+                                                            "json_schema": {}}}),
+        400, "unsupported_parameter")
+    err(post(srv, ch, {"messages": msg, "tools": [{"type": "function", "function":
+                                                   {"name": "f"}}]}),
+        400, "unsupported_parameter", param="tools")
+    assert post(srv, ch, {"messages": msg, "response_format": {"type": "text"},
+                          "max_tokens": 1}).status_code == 200
+    err(post(srv, ch, {"messages": []}), 400, param="messages")
+    err(post(srv, ch, {"messages": [{"role": "wizard", "content": "x"}]}), 400)
+    err(post(srv, ch, {"messages": [{"role": "user", "content": 5}]}), 400)
+    err(post(srv, ch, {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+        400, "unsupported_parameter")
+    err(post(srv, ch, {"messages": msg, "top_logprobs": 2}), 400, param="top_logprobs")
+    err(post(srv, "/v1/embeddings", {"input": ""}), 400)
+    # context: a prompt longer than the context, and prompt + max_tokens over it
+    long_prompt = "Once upon a time " * 700
+    e = err(post(srv, c, {"prompt": long_prompt, "max_tokens": 4}), 400,
+            "context_length_exceeded")
+    assert "2048" in e["message"]
+    err(post(srv, c, {"prompt": "Once upon a time", "max_tokens": 4000}), 400,
+        "context_length_exceeded")
+    # routes and methods
+    err(httpx.get(srv.url("/v2/nothing")), 404)
+    r = httpx.get(srv.url("/v1/completions"))
+    err(r, 405)
+    assert "POST" in r.headers["allow"]
+    err(httpx.post(srv.url("/health"), json={}), 405)
+    srv.alive()
+
+
+def test_auth_cors_and_body_limit(guarded):
+    g = guarded
+    assert httpx.get(g.url("/health")).status_code == 200  # no key needed
+    for path in ("/v1/models", "/metrics"):
+        e = err(httpx.get(g.url(path)), 401, "invalid_api_key", "authentication_error")
+        err(httpx.get(g.url(path), headers={"Authorization": "Bearer wrong"}), 401,
+            "invalid_api_key")
+    assert e
+    err(post(g, "/v1/completions", {"prompt": "x"}), 401)
+    ok = {"Authorization": "Bearer " + KEY}
+    assert httpx.get(g.url("/v1/models"), headers=ok).status_code == 200
+    r = post(g, "/v1/completions", {"prompt": "x", "max_tokens": 2}, headers=ok)
+    assert r.status_code == 200, r.text
+    # the keep-alive connection stays usable after a 401 with a body
+    with httpx.Client(timeout=10) as cl:
+        assert cl.post(g.url("/v1/completions"), json={"prompt": "x"}).status_code == 401
+        assert cl.get(g.url("/v1/models"), headers=ok).status_code == 200
+
+    # CORS: preflight and simple requests from an allowed origin only
+    pre = {"Origin": "http://allowed.example", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization, content-type"}
+    r = httpx.options(g.url("/v1/chat/completions"), headers=pre)
+    assert r.status_code in (200, 204)
+    assert r.headers["access-control-allow-origin"] == "http://allowed.example"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert "authorization" in r.headers["access-control-allow-headers"].lower()
+    r = httpx.options(g.url("/v1/chat/completions"), headers=dict(pre, Origin="http://evil"))
+    assert "access-control-allow-origin" not in r.headers
+    r = httpx.get(g.url("/v1/models"), headers=dict(ok, Origin="http://allowed.example"))
+    assert r.headers["access-control-allow-origin"] == "http://allowed.example"
+    r = httpx.get(g.url("/v1/models"), headers=dict(ok, Origin="http://evil"))
+    assert "access-control-allow-origin" not in r.headers
+
+    # body over --max-body: 413 (before auth, before reading it all)
+    big = {"prompt": "x" * 70000}
+    err(post(g, "/v1/completions", big, headers=ok), 413)
+    err(post(g, "/v1/completions", big), 413)
+    assert httpx.get(g.url("/health")).status_code == 200
+    assert KEY not in g.output(), "an API key appeared in the log"
+
+
+def test_queue_full_is_429(guarded):
+    ok = {"Authorization": "Bearer " + KEY}
+    # --max-seqs 1 --queue 2: one long request runs, then a request of n=64 cannot all queue
+    with httpx.stream("POST", guarded.url("/v1/completions"), headers=ok, timeout=60,
+                      json={"prompt": "Once", "max_tokens": 1500, "stream": True}) as r:
+        assert r.status_code == 200
+        next(r.iter_text())
+        time.sleep(0.2)
+        e = err(post(guarded, "/v1/completions", {"prompt": "x", "n": 64, "max_tokens": 4},
+                     headers=ok), 429)
+        assert e["type"] == "rate_limit_error"
+    m = metrics(guarded, headers=ok)
+    assert m['inferneo_requests_total{endpoint="/v1/completions",status="429"}'] >= 1
+
+
+# ---- metrics, concurrency, disconnects ---------------------------------------------------------
+
+def test_metrics(srv):
+    before = metrics(srv)
+    post(srv, "/v1/completions", {"prompt": "Once", "max_tokens": 8})
+    m = metrics(srv)
+    key = 'inferneo_requests_total{endpoint="/v1/completions",status="200"}'
+    assert m[key] == before.get(key, 0) + 1
+    for name in ("inferneo_prompt_tokens_total", "inferneo_generation_tokens_total",
+                 "inferneo_prefix_cache_hit_tokens_total", "inferneo_requests_running",
+                 "inferneo_requests_waiting", "inferneo_kv_pages_total",
+                 "inferneo_kv_pages_in_use", "inferneo_kv_pages_cached",
+                 "inferneo_time_to_first_token_seconds_count",
+                 "inferneo_time_per_output_token_seconds_count"):
+        assert name in m, name
+    assert m["inferneo_generation_tokens_total"] >= before["inferneo_generation_tokens_total"] + 8
+    assert m['inferneo_time_to_first_token_seconds_bucket{le="+Inf"}'] == \
+        m["inferneo_time_to_first_token_seconds_count"] > 0
+    text = httpx.get(srv.url("/metrics")).text
+    assert "# TYPE inferneo_time_to_first_token_seconds histogram" in text
+
+
+def test_32_concurrent_streams_are_independent(srv):
+    want = {p: post(srv, "/v1/completions", {"prompt": p, "max_tokens": 40,
+                                             "temperature": 0}).json()["choices"][0]["text"]
+            for p in PROMPTS}
+
+    def one(i):
+        p = PROMPTS[i % len(PROMPTS)]
+        _, events, done = sse(srv, "/v1/completions", {"prompt": p, "max_tokens": 40,
+                                                       "temperature": 0, "stream": True})
+        assert done
+        return p, "".join(e["choices"][0]["text"] for e in events)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as ex:
+        for p, text in ex.map(one, range(32)):
+            assert text == want[p]
+    wait_idle(srv, 2.0)
+
+
+def raw_stream(port, body):
+    """Opens a streaming request on a raw socket and returns it after the first event."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    data = json.dumps(body).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+    got = b""
+    while b"data: " not in got:
+        chunk = s.recv(65536)
+        assert chunk, "closed before the first event"
+        got += chunk
+    return s
+
+
+def test_50_clients_vanish_mid_stream(srv):
+    socks = [raw_stream(srv.port, {"prompt": PROMPTS[i % 4], "max_tokens": 1500,
+                                   "stream": True}) for i in range(50)]
+    time.sleep(0.3)
+    assert metrics(srv)["inferneo_requests_running"] >= 20
+    for i, s in enumerate(socks):
+        if i % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    wait_idle(srv, 1.0)
+    assert "POST /v1/completions 499" in srv.output()
+    srv.alive()
+
+
+# ---- hostile HTTP ------------------------------------------------------------------------------
+
+def raw(port, payload, read=True, timeout=5):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(payload)
+        if not read:
+            return b""
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+            if b"\r\n\r\n" in out and b"content-length: " in out.lower():
+                head, _, rest = out.partition(b"\r\n\r\n")
+                n = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+                if len(rest) >= n:
+                    break
+        return out
+    finally:
+        s.close()
+
+
+def test_hostile_http(srv):
+    port = srv.port
+    raw(port, os.urandom(4096))
+    raw(port, b"GARBAGE / HTTP/1.1\r\n\r\n")
+    raw(port, b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n")
+    raw(port, b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(3000)) +
+        b"\r\n")
+    raw(port, b"POST /v1/completions HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"prompt\"",
+        read=False)
+    raw(port, b"POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n")
+    raw(port, b"POST /v1/completions HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n")
+    raw(port, b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello"
+        b"\r\n0\r\n\r\n")
+    raw(port, b"POST /v1/completions HTTP/1.1\r\nContent-Length: 8\r\n\r\n\xff\xfe\x00{}\x00\xc0\xaf")
+    # a slow sender does not stall anyone else
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+    t0 = time.time()
+    for _ in range(5):
+        r = post(srv, "/v1/completions", {"prompt": "Once", "max_tokens": 4})
+        assert r.status_code == 200
+    assert time.time() - t0 < 10
+    slow.sendall(b'"pro')
+    # 10k-element arrays
+    err(post(srv, "/v1/completions", {"prompt": [1] * 10000, "max_tokens": 2}), 400,
+        "context_length_exceeded")
+    err(post(srv, "/v1/completions", {"prompt": "x", "stop": ["s"] * 10000}), 400)
+    err(post(srv, "/v1/completions", {"prompt": ["x"] * 10000}), 400)
+    err(post(srv, "/v1/chat/completions",
+             {"messages": [{"role": "user", "content": "a"}] * 10000}), 400,
+        "context_length_exceeded")
+    err(post(srv, "/v1/completions", {"prompt": "x", "max_tokens": [[[[[[1]]]]]] * 10000}), 400)
+    deep = b"[" * 100000 + b"]" * 100000
+    err(httpx.post(srv.url("/v1/completions"), content=b'{"prompt": ' + deep + b"}"), 400)
+    # pipelined requests on one connection are answered in order
+    req = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req * 3)
+    got = b""
+    deadline = time.time() + 10
+    while got.count(b'{"status":"ok"}') < 3 and time.time() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    assert got.count(b"HTTP/1.1 200") == 3
+    slow.close()
+    srv.alive()
+
+
+# ---- lifecycle ---------------------------------------------------------------------------------
+
+def test_bad_model_path_fails_cleanly():
+    p = subprocess.run([BIN, "serve", "-m", "/nonexistent.gguf", "--port", str(free_port())],
+                       capture_output=True, timeout=30)
+    assert p.returncode != 0
+    assert b"nonexistent" in p.stderr
+
+
+def test_sigterm_lets_streams_finish_and_exits_0():
+    s = Server().start()
+    try:
+        result = {}
+
+        def stream():
+            result["r"] = sse(s, "/v1/completions", {"prompt": "Once", "max_tokens": 150,
+                                                     "stream": True, "temperature": 0})
+
+        t = threading.Thread(target=stream)
+        t.start()
+        time.sleep(0.3)
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        try:  # new requests are refused while draining
+            r = httpx.post(s.url("/v1/completions"), json={"prompt": "x"}, timeout=5)
+            assert r.status_code == 503
+        except httpx.TransportError:
+            pass
+        t.join(20)
+        _, events, done = result["r"]
+        assert done and events[-1]["choices"][0]["finish_reason"] in ("length", "stop")
+        assert s.proc.wait(10) == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
