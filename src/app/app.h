@@ -26,5 +26,8 @@ char *inf_app_read_file(const char *path, size_t *len);
 /* Parses a strict integer/float option value; prints an error and returns false when invalid. */
 bool inf_app_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool inf_app_parse_f32(const char *opt, const char *s, float *out);
+/* Aggregate decode tokens/s of n_conc concurrent greedy sequences of n_gen tokens through the
+ * engine (app/bench_concurrency.c). */
+int inf_app_bench_concurrency(inf_model *m, int n_conc, int n_gen, double *tok_s);
 
 #endif

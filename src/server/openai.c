@@ -60,11 +60,45 @@ static int unsupported(inf__oa_err *e, const char *param, const char *why) {
     return -1;
 }
 
+/* A JSON string from bytes that may not be valid UTF-8 (token pieces): invalid bytes become
+ * U+FFFD. */
+static json_t *jstr_lossy(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    if (j) return j;
+    inf_sb sb = {0};
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        int l = inf__utf8_len(c);
+        bool ok = l > 0 && i + (size_t)l <= n;
+        for (int k = 1; ok && k < l; k++)
+            ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+        if (ok && c == 0) ok = false;
+        if (ok) {
+            json_t *probe = json_stringn(s + i, (size_t)l);
+            ok = probe != NULL;
+            json_decref(probe);
+        }
+        if (ok) {
+            inf__sb_append(&sb, s + i, (size_t)l);
+            i += (size_t)l;
+        } else {
+            inf__sb_puts(&sb, "\xef\xbf\xbd");
+            i++;
+        }
+    }
+    j = json_stringn(sb.data ? sb.data : "", sb.len);
+    inf__sb_free(&sb);
+    return j ? j : json_string("");
+}
+
 json_t *inf__oa_error_json(const inf__oa_err *e) {
     json_t *err = json_object();
-    json_object_set_new(err, "message", json_string(e->message[0] ? e->message : "error"));
+    /* messages quote client input and may have been cut inside a UTF-8 sequence */
+    const char *msg = e->message[0] ? e->message : "error";
+    json_object_set_new(err, "message", jstr_lossy(msg, strlen(msg)));
     json_object_set_new(err, "type", json_string(e->type ? e->type : "invalid_request_error"));
-    json_object_set_new(err, "param", e->param[0] ? json_string(e->param) : json_null());
+    json_object_set_new(err, "param",
+                        e->param[0] ? jstr_lossy(e->param, strlen(e->param)) : json_null());
     json_object_set_new(err, "code", e->code ? json_string(e->code) : json_null());
     json_t *o = json_object();
     json_object_set_new(o, "error", err);
@@ -658,37 +692,6 @@ const char *inf__oa_finish_str(int reason) {
     case INF_FINISH_ERROR: return "error";
     default: return NULL;
     }
-}
-
-/* A JSON string from bytes that may not be valid UTF-8 (token pieces): invalid bytes become
- * U+FFFD. */
-static json_t *jstr_lossy(const char *s, size_t n) {
-    json_t *j = json_stringn(s, n);
-    if (j) return j;
-    inf_sb sb = {0};
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        int l = inf__utf8_len(c);
-        bool ok = l > 0 && i + (size_t)l <= n;
-        for (int k = 1; ok && k < l; k++)
-            ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-        if (ok && c == 0) ok = false;
-        if (ok) {
-            json_t *probe = json_stringn(s + i, (size_t)l);
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (ok) {
-            inf__sb_append(&sb, s + i, (size_t)l);
-            i += (size_t)l;
-        } else {
-            inf__sb_puts(&sb, "\xef\xbf\xbd");
-            i++;
-        }
-    }
-    j = json_stringn(sb.data ? sb.data : "", sb.len);
-    inf__sb_free(&sb);
-    return j ? j : json_string("");
 }
 
 static double lp_value(float lp) {

@@ -180,11 +180,16 @@ void inf__srv_log_request(inf_server *srv, const char *method, const char *path,
                           int64_t prompt_tokens, int64_t completion_tokens, double t_start) {
     (void)srv;
     double ms = (inf__time_s() - t_start) * 1e3;
+    char safe[128]; /* the path comes from the client: no control bytes in the log */
+    size_t n = 0;
+    for (const char *p = path ? path : "?"; *p && n + 1 < sizeof safe; p++)
+        safe[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+    safe[n] = 0;
     if (prompt_tokens >= 0)
-        inf__log(INF_LOG_INFO, "%s %s %d tokens=%lld+%lld %.1f ms", method, path, status,
+        inf__log(INF_LOG_INFO, "%s %s %d tokens=%lld+%lld %.1f ms", method, safe, status,
                  (long long)prompt_tokens, (long long)completion_tokens, ms);
     else
-        inf__log(INF_LOG_INFO, "%s %s %d %.1f ms", method, path, status, ms);
+        inf__log(INF_LOG_INFO, "%s %s %d %.1f ms", method, safe, status, ms);
 }
 
 static int dup_list(const char *const *src, int n, char ***out) {

@@ -509,6 +509,10 @@ describe('the seed\'s JavaScript clients, unmodified', { skip: SKIP }, () => {
             .map(([n, r]) => `${n}: `
                 + (r.status === 'rejected' ? r.reason.message : JSON.stringify(r.value)));
         assert.deepEqual(bad, [], `servers that did not exit 0 on SIGTERM:\n${bad.join('\n')}`);
+        const SAN = /runtime error:|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer/;
+        for (const s of [main, plain, authed, otherKey]) {
+            assert.doesNotMatch(s.out, SAN, `sanitizer report in the server's output:\n${s.out}`);
+        }
     });
 
     test('every javascript block of the seed is covered', () => {

@@ -93,10 +93,16 @@ def srv():
     assert s.stop() == 0
 
 
+FILE_KEY = "sk-from-a-file-777"
+
+
 @pytest.fixture(scope="module")
-def guarded():
-    s = Server("--api-key", KEY, "--cors-origin", "http://allowed.example", "--max-body", "65536",
-               "--max-seqs", "1", "--queue", "2").start()
+def guarded(tmp_path_factory):
+    keyfile = tmp_path_factory.mktemp("keys") / "keys.txt"
+    keyfile.write_text("# API keys\n\n  %s  \n" % FILE_KEY)
+    s = Server("--api-key", KEY, "--api-key-file", str(keyfile), "--cors-origin",
+               "http://allowed.example", "--max-body", "65536", "--max-seqs", "1",
+               "--queue", "2").start()
     yield s
     assert s.stop() == 0
 
@@ -379,6 +385,9 @@ def test_validation_errors(srv):
     err(post(srv, c, {"model": "gpt-4", "prompt": "x"}), 404, "model_not_found",
         "invalid_request_error")
     err(post(srv, c, {"prompt": "x", "logit_bias": {"1": 5}}), 400, "unsupported_parameter")
+    # messages quoting long non-ASCII input stay valid JSON
+    err(post(srv, c, {"model": "\u00e9" * 300, "prompt": "x"}), 404, "model_not_found")
+    err(post(srv, c, {"prompt": "x", "\u00e9" * 300: 1}), 400, "unknown_parameter")
     ch = "/v1/chat/completions"
     msg = [{"role": "user", "content": "hi"}]
     err(post(srv, ch, {"messages": msg, "response_format": {"type": "json_object"}}), 400,
@@ -425,6 +434,9 @@ def test_auth_cors_and_body_limit(guarded):
     err(post(g, "/v1/completions", {"prompt": "x"}), 401)
     ok = {"Authorization": "Bearer " + KEY}
     assert httpx.get(g.url("/v1/models"), headers=ok).status_code == 200
+    assert httpx.get(g.url("/v1/models"),
+                     headers={"Authorization": "Bearer " + FILE_KEY}).status_code == 200
+    err(httpx.get(g.url("/v1/models"), headers={"Authorization": "Basic " + KEY}), 401)
     r = post(g, "/v1/completions", {"prompt": "x", "max_tokens": 2}, headers=ok)
     assert r.status_code == 200, r.text
     # the keep-alive connection stays usable after a 401 with a body
@@ -452,14 +464,14 @@ def test_auth_cors_and_body_limit(guarded):
     err(post(g, "/v1/completions", big, headers=ok), 413)
     err(post(g, "/v1/completions", big), 413)
     assert httpx.get(g.url("/health")).status_code == 200
-    assert KEY not in g.output(), "an API key appeared in the log"
+    assert KEY not in g.output() and FILE_KEY not in g.output(), "an API key was logged"
 
 
 def test_queue_full_is_429(guarded):
     ok = {"Authorization": "Bearer " + KEY}
     # --max-seqs 1 --queue 2: one long request runs, then a request of n=64 cannot all queue
     with httpx.stream("POST", guarded.url("/v1/completions"), headers=ok, timeout=60,
-                      json={"prompt": "Once", "max_tokens": 1500, "stream": True}) as r:
+                      json={"prompt": "Once", "max_tokens": 2000, "stream": True}) as r:
         assert r.status_code == 200
         next(r.iter_text())
         time.sleep(0.2)

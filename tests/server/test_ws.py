@@ -143,6 +143,14 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def check_clean(self):
+        """No sanitizer report (ASan aborts; UBSan prints and goes on) in the server's output."""
+        out = self.all_output()
+        m = re.search(r"runtime error:|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer",
+                      out)
+        assert not m, "the server's output has a sanitizer report:\n%s" % out[max(0, m.start()
+                                                                                  - 2000):][:6000]
+
     def stop(self, timeout=20):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
@@ -161,6 +169,7 @@ def srv():
     s = Server(*SERVED_ARGS).start()
     yield s
     s.stop()
+    s.check_clean()
 
 
 # ---- WebSocket helpers ---------------------------------------------------------------------------
@@ -1073,7 +1082,9 @@ def test_auth_paths():
 
         run(body())
         s.check_alive("after the auth tests")
+        assert s.stop() == 0
         assert key not in s.all_output(), "the API key appears in the server's log"
+        s.check_clean()
     finally:
         s.stop()
 
@@ -1123,6 +1134,8 @@ def test_rate_limit_and_inflight_limit():
         assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded", (
             "REST with the same key right after: want 429 rate_limit_exceeded, got %d %s"
             % (r.status_code, r.text[:300]))
+        assert s.stop() == 0
+        s.check_clean()
     finally:
         s.stop()
 
@@ -1163,3 +1176,4 @@ def test_zz_sigterm_closes_sockets_1001_and_exits_0(srv):
     assert codes == [1001, 1001], "on shutdown sockets must be closed with 1001, got %r" % codes
     assert rc == 0, "the server exited with %d on SIGTERM (want 0); output:\n%s" % (rc,
                                                                                     srv.output())
+    srv.check_clean()

@@ -158,7 +158,7 @@ static void test_norm_softmax_attention(void **state) {
     }
 
     /* One position: the output is that position's value. Equal keys: the mean of values. */
-    float q[8], k[3 * 8], v[3 * 8], out[8], scores[3];
+    float q[8], k[3 * 8], v[3 * 8], out[8], scores[3 + 8]; /* n_pos + head_dim */
     for (int i = 0; i < 8; i++)
         q[i] = frand();
     for (int i = 0; i < 24; i++)
