@@ -8,11 +8,10 @@
 // messages, close codes) into an events file, and, when a test asks for it, (3) sends one extra
 // frame for the harness, (4) speeds up timers (the keepalive example pings every 30 s), and (5)
 // closes the sockets a snippet leaves open after a deadline. The snippet's text is not touched.
-//
-// While `inferneo serve` is the bring-up stub ("... is not built yet") every test is skipped.
+
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -30,12 +29,6 @@ if (!fs.existsSync(SEED)) SEED = path.join(ROOT, 'docs', 'websocket-api.md');
 const ALIAS = 'meta-llama/Llama-2-7b-chat-hf'; // the model name the seed's clients ask for
 const WS_PATH = createRequire(import.meta.url).resolve('ws');
 
-function serveIsStub() {
-    const p = spawnSync(BIN, ['serve', '--help'], { encoding: 'utf8', timeout: 30000 });
-    if (p.error) throw p.error; // a missing binary is a failure, not a skip
-    return /not built yet/.test((p.stdout || '') + (p.stderr || ''));
-}
-const SKIP = serveIsStub() ? '`inferneo serve` is not built yet' : false;
 
 // ---- the seed's javascript blocks, keyed by the heading above each ------------------------------
 
@@ -296,7 +289,7 @@ function assertExitedByItself(o) {
 
 // ---- tests --------------------------------------------------------------------------------------
 
-describe('the seed\'s JavaScript clients, unmodified', { skip: SKIP }, () => {
+describe('the seed\'s JavaScript clients, unmodified', () => {
     const main = new Server(['--served-model-name', `stories,${ALIAS}`]);
     const plain = new Server([]); // does not know the seed's model name
     const authed = new Server(['--served-model-name', `stories,${ALIAS}`,

@@ -8,9 +8,6 @@ would refuse to send what we need (invalid UTF-8, bad fragmentation, frames befo
 The seed's Python client is extracted from the seed markdown at test time and run unmodified; the
 only thing the test changes is the environment: `websockets.connect` is wrapped so that the
 seed's hard-coded ws://localhost:8000 reaches the port this test's server listens on.
-
-While `inferneo serve` is still the bring-up stub ("... is not built yet"), every test is
-skipped; any other state is tested for real.
 """
 import asyncio
 import base64
@@ -48,15 +45,6 @@ PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom", "The cat sat",
            "One day, a bird", "Sam had a red ball", "The sun was", "Mom said"]
 # The served names: the seed's clients ask for ALIAS; "stories" stays the reported id.
 SERVED_ARGS = ["--served-model-name", "stories," + ALIAS]
-
-
-def _serve_stub_state():
-    p = subprocess.run([BIN, "serve", "--help"], capture_output=True, timeout=30)
-    return b"not built yet" in p.stdout + p.stderr
-
-
-if _serve_stub_state():
-    pytestmark = pytest.mark.skip(reason="`inferneo serve` is not built yet")
 
 
 # ---- the server process --------------------------------------------------------------------------
