@@ -224,7 +224,8 @@ static void test_mm_kernels(void **state) {
     (void)state;
     inf_rng rng;
     inf__rng_seed(&rng, 7);
-    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16, INF_TYPE_F32};
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16,
+                         INF_TYPE_F32,  INF_TYPE_Q4_K, INF_TYPE_Q6_K};
     for (int isa = 1; isa < 3; isa++) {
         if (!isa_ok[isa]) continue;
         for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
@@ -234,7 +235,8 @@ static void test_mm_kernels(void **state) {
             const inf_type_traits *ref = inf_type_traits_ref(types[ti]);
             const inf_type_traits *vt = inf_type_traits_ref(ref->vec_dot_type);
             struct mm_case c;
-            const int64_t n_in = 32 * 67, n_out = 45, n_tok = 11; /* odd blocks, ragged rows */
+            /* odd block counts, ragged rows, several repack slabs */
+            const int64_t n_in = ref->blck_size == 256 ? 256 * 9 : 32 * 67, n_out = 45, n_tok = 11;
             make_weights(&rng, &c, types[ti], n_in, n_out);
             float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
             rand_floats(&rng, x, n_in * n_tok, 1.0f);

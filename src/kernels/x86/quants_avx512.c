@@ -15,6 +15,8 @@
  *     token tile for many (accumulators parked in Y between slabs: a float store/load is exact);
  *   - "r16", repacked once at load time (inf_matmul_repack): already interleaved, one stream.
  * Tokens go 8 at a time with all 8 accumulators and 16 dpbusd chains in registers.
+ * q4_K / q6_K weights: the same row-lane scheme per 256-element superblock, with integer
+ * sub-block scales (vpmulld) and the min / -32 terms through vpdpwssd (see kq_*).
  *
  * f16 / f32 weights ("pair" kernel): each (row, token) pair owns a 16-lane accumulator over k,
  * fma per 16 elements in k order, reduced by one fixed tree at the end; a tile of rows x tokens
@@ -578,6 +580,260 @@ void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_
     }
 }
 
+/* ==== row-lane kernel for q4_K / q6_K weights ============================================== */
+
+/* Same scheme as q4_0/q8_0 (16 rows in lanes, 4 weight bytes per lane, activation dwords
+ * broadcast), on 256-element superblocks, GGUF rows transposed on the fly into a stack slab.
+ * Activations: the reference q8_K quantization, in tiles of 8 tokens:
+ *   tile { superblock [nsb] { int8 q[8][256]; float d[8]; int32 bp[8][NP]; } }
+ * bp packs int16 pairs for vpdpwssd: q4_K: sums of the 8 sub-blocks of 32 (NP = 4),
+ * q6_K: the 16 group-of-16 sums (NP = 8).
+ * Per (row, token), superblock by superblock, with exact integer sums:
+ *   q4_K: isum = sum_j sc_j * dot_j, msum = sum_j m_j * B_j;
+ *         acc = fma((float)isum, d * dy, acc); acc = fnmadd((float)msum, dmin * dy, acc)
+ *   q6_K: isum = sum_g sc_g * dot_g - 32 * sum_g sc_g * bsum_g;  acc = fma((float)isum, d * dy, acc)
+ * (dot over the unsigned quants 0..15 / 0..63). */
+#define KQ_SLAB 4  /* superblocks repacked at a time */
+#define KQ_T 4     /* tokens per register tile (of the 8-token activation tile) */
+#define KQ_NP(q6) ((q6) ? 8 : 4)
+#define KQ_SB_ACT(q6) ((size_t)RL_T * (256 + 4 + 4 * KQ_NP(q6)))
+
+static size_t kq_act_size_q(int q6, int64_t n_in, int64_t n_tok) {
+    size_t tiles = (size_t)((n_tok + RL_T - 1) / RL_T), per, total;
+    if (inf__mul_overflow((size_t)(n_in / 256), KQ_SB_ACT(q6), &per) ||
+        inf__mul_overflow(per, tiles, &total))
+        return 0;
+    return total;
+}
+static size_t kq_act_size_q4_k(int64_t n_in, int64_t n_tok) { return kq_act_size_q(0, n_in, n_tok); }
+static size_t kq_act_size_q6_k(int64_t n_in, int64_t n_tok) { return kq_act_size_q(1, n_in, n_tok); }
+
+static ALWAYS_INLINE void kq_prep(int q6, const float *restrict x, void *restrict act,
+                                  int64_t n_in, int64_t t) {
+    const int64_t nsb = n_in / 256;
+    const int lane = (int)(t % RL_T), np = KQ_NP(q6);
+    uint8_t *sb = (uint8_t *)act + (size_t)(t / RL_T) * (size_t)nsb * KQ_SB_ACT(q6);
+    for (int64_t i = 0; i < nsb; i++, x += 256, sb += KQ_SB_ACT(q6)) {
+        inf_block_q8_k blk;
+        avx512_from_float_q8_k(x, &blk, 256);
+        memcpy(sb + 256 * lane, blk.qs, 256);
+        memcpy(sb + 2048 + 4 * lane, &blk.d, 4);
+        int32_t *bp = (int32_t *)(sb + 2048 + 32) + np * lane;
+        for (int k = 0; k < np; k++) {
+            int lo, hi;
+            if (q6) {
+                lo = blk.bsums[2 * k];
+                hi = blk.bsums[2 * k + 1];
+            } else {
+                lo = blk.bsums[4 * k] + blk.bsums[4 * k + 1];
+                hi = blk.bsums[4 * k + 2] + blk.bsums[4 * k + 3];
+            }
+            bp[k] = (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16));
+        }
+    }
+}
+
+static void kq_prep_q4_k(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    kq_prep(0, x, act, n_in, t);
+}
+static void kq_prep_q6_k(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    kq_prep(1, x, act, n_in, t);
+}
+
+/* Repacked superblock of 16 rows. q4_K: sc[0..7] scales, mp[0..3] min pairs, d, dmin.
+ * q6_K: sc[0..15] group scales, mp[0..7] scale pairs, d. */
+typedef struct {
+    __m512i w[64];
+    __m512i sc[16];
+    __m512i mp[8];
+    __m512 d, dmin;
+} kq_sb;
+
+/* int16 pair (byte 2i, byte 2i+1) of each lane's 4 bytes, zero-extended; i = 0 or 1. */
+static ALWAYS_INLINE __m512i kq_pair_u8(__m512i v, int i) {
+    __m512i x = _mm512_srli_epi32(v, 16 * i);
+    return _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi32(0xff)),
+                           _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
+}
+
+static ALWAYS_INLINE void kq_repack(int q6, const uint8_t *const rp[RL_ROWS], __m512i vidx,
+                                    int64_t s0, int n, kq_sb *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(0x03);
+    for (int i = 0; i < n; i++) {
+        kq_sb *o = &out[i];
+        __m512i raw[32], x[4];
+        if (!q6) {
+            const size_t off = (size_t)(s0 + i) * sizeof(inf_block_q4_k);
+            rl_t4(rp, off, x); /* [d | dmin], scales 0..3, 4..7, 8..11 */
+            o->d = rl_half_to_ps(x[0]);
+            o->dmin = rl_half_to_ps(_mm512_srli_epi32(x[0], 16));
+            const __m512i k3f = _mm512_set1_epi8(0x3f), k0f = _mm512_set1_epi8(0x0f);
+            const __m512i k03 = _mm512_set1_epi8(0x03);
+            __m512i sc_lo = _mm512_and_si512(x[1], k3f);
+            __m512i sc_hi = _mm512_or_si512(
+                _mm512_and_si512(x[3], k0f),
+                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[1], 6), k03), 4));
+            __m512i m_lo = _mm512_and_si512(x[2], k3f);
+            __m512i m_hi = _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi32(x[3], 4), k0f),
+                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[2], 6), k03), 4));
+            for (int j = 0; j < 4; j++) {
+                o->sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), _mm512_set1_epi32(0xff));
+                o->sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), _mm512_set1_epi32(0xff));
+            }
+            o->mp[0] = kq_pair_u8(m_lo, 0);
+            o->mp[1] = kq_pair_u8(m_lo, 1);
+            o->mp[2] = kq_pair_u8(m_hi, 0);
+            o->mp[3] = kq_pair_u8(m_hi, 1);
+            for (int c = 0; c < 8; c++) rl_t4(rp, off + 16 + 16 * c, raw + 4 * c);
+            for (int r = 0; r < 32; r++) {
+                const int k = r / 8, m = r % 8;
+                o->w[16 * k + m] = _mm512_and_si512(raw[r], m4);
+                o->w[16 * k + 8 + m] = _mm512_and_si512(_mm512_srli_epi16(raw[r], 4), m4);
+            }
+        } else {
+            const size_t off = (size_t)(s0 + i) * sizeof(inf_block_q6_k);
+            __m512i qh[16];
+            for (int c = 0; c < 8; c++) rl_t4(rp, off + 16 * c, raw + 4 * c);
+            for (int c = 0; c < 4; c++) rl_t4(rp, off + 128 + 16 * c, qh + 4 * c);
+            rl_t4(rp, off + 192, x); /* 16 int8 scales */
+            o->d = rl_half_to_ps(
+                _mm512_srli_epi32(_mm512_i32gather_epi32(vidx, rp[0] + off + 206, 1), 16));
+            for (int g = 0; g < 16; g++) {
+                /* sign-extend byte g % 4 of scale dword g / 4 */
+                o->sc[g] = _mm512_srai_epi32(_mm512_slli_epi32(x[g / 4], 24 - 8 * (g % 4)), 24);
+            }
+            for (int k = 0; k < 8; k++) {
+                o->mp[k] = _mm512_or_si512(_mm512_and_si512(o->sc[2 * k], _mm512_set1_epi32(0xffff)),
+                                           _mm512_slli_epi32(o->sc[2 * k + 1], 16));
+            }
+            for (int h = 0; h < 2; h++) {
+                for (int q = 0; q < 4; q++) {
+                    for (int m = 0; m < 8; m++) {
+                        __m512i l = raw[16 * h + 8 * (q & 1) + m];
+                        if (q >= 2) l = _mm512_srli_epi16(l, 4);
+                        __m512i hb = qh[8 * h + m];
+                        if (q) hb = _mm512_srli_epi16(hb, 2 * q);
+                        o->w[32 * h + 8 * q + m] = _mm512_or_si512(
+                            _mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(hb, m3), 4));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* T tokens (lanes lo..lo+T of an activation tile) x 16 rows over slab superblocks [s0, s0+n). */
+static ALWAYS_INLINE void kq_tile(int q6, int T, const kq_sb *slab, int64_t s0, int n,
+                                  const uint8_t *tile, int lo, float *y, int64_t ldy,
+                                  __mmask16 mask, int first) {
+    const int np = KQ_NP(q6);
+    __m512 acc[KQ_T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + t * ldy);
+    const uint8_t *sa = tile + (size_t)s0 * KQ_SB_ACT(q6);
+    for (int i = 0; i < n; i++, sa += KQ_SB_ACT(q6)) {
+        const kq_sb *o = &slab[i];
+        __m512i isum[KQ_T], osum[KQ_T];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) isum[t] = osum[t] = _mm512_setzero_si512();
+        const int ng = q6 ? 16 : 8, per = 64 / ng; /* weight vectors per scale group */
+        for (int g = 0; g < ng; g++) {
+            __m512i a0[KQ_T], a1[KQ_T];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) a0[t] = a1[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int m = 0; m < per; m += 2) {
+                const __m512i w0 = o->w[per * g + m], w1 = o->w[per * g + m + 1];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    const i32u *xw = (const i32u *)(sa + 256 * (lo + t) + 4 * per * g);
+                    a0[t] = _mm512_dpbusd_epi32(a0[t], w0, _mm512_set1_epi32(xw[m]));
+                    a1[t] = _mm512_dpbusd_epi32(a1[t], w1, _mm512_set1_epi32(xw[m + 1]));
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                isum[t] = _mm512_add_epi32(
+                    isum[t], _mm512_mullo_epi32(_mm512_add_epi32(a0[t], a1[t]), o->sc[g]));
+        }
+        const i32u *bp = (const i32u *)(sa + 2048 + 32);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+#pragma GCC unroll 8
+            for (int k = 0; k < np; k++)
+                osum[t] = _mm512_dpwssd_epi32(osum[t], o->mp[k],
+                                              _mm512_set1_epi32(bp[np * (lo + t) + k]));
+            float dy;
+            memcpy(&dy, sa + 2048 + 4 * (lo + t), 4);
+            const __m512 vdy = _mm512_set1_ps(dy);
+            if (q6) {
+                __m512i tot = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(osum[t], 5));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(o->d, vdy), acc[t]);
+            } else {
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(o->d, vdy),
+                                         acc[t]);
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(osum[t]),
+                                          _mm512_mul_ps(o->dmin, vdy), acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
+}
+
+static ALWAYS_INLINE void kq_run(int q6, int64_t n_in, const void *w, size_t wstride,
+                                 int64_t n_rows, const void *act, int64_t n_tok, float *y,
+                                 int64_t ldy) {
+    const int64_t nsb = n_in / 256;
+    const size_t tile_bytes = (size_t)nsb * KQ_SB_ACT(q6);
+    _Alignas(64) kq_sb slab[KQ_SLAB];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += RL_ROWS) {
+        const int nr = (int)INF_MIN(RL_ROWS, n_rows - r0);
+        const __mmask16 mask = (__mmask16)((1u << nr) - 1);
+        const uint8_t *rp[RL_ROWS];
+        int32_t idx[RL_ROWS];
+        for (int r = 0; r < RL_ROWS; r++) {
+            idx[r] = (int32_t)((size_t)INF_MIN(r, nr - 1) * wstride);
+            rp[r] = (const uint8_t *)w + (size_t)(r0 * (int64_t)wstride) + (size_t)idx[r];
+        }
+        const __m512i vidx = _mm512_loadu_si512(idx);
+        for (int64_t s0 = 0; s0 < nsb; s0 += KQ_SLAB) {
+            const int n = (int)INF_MIN(KQ_SLAB, nsb - s0);
+            kq_repack(q6, rp, vidx, s0, n, slab);
+            const int first = s0 == 0;
+            for (int64_t t = 0; t < n_tok; t += KQ_T) {
+                const uint8_t *tile = (const uint8_t *)act + (size_t)(t / RL_T) * tile_bytes;
+                const int lo = (int)(t % RL_T);
+                float *yt = y + t * ldy + r0;
+#define KQ_TILE(TT) kq_tile(q6, TT, slab, s0, n, tile, lo, yt, ldy, mask, first)
+                switch (INF_MIN(KQ_T, n_tok - t)) {
+                case 1: KQ_TILE(1); break;
+                case 2: KQ_TILE(2); break;
+                case 3: KQ_TILE(3); break;
+                default: KQ_TILE(4); break;
+                }
+#undef KQ_TILE
+            }
+        }
+    }
+}
+
+static void kq_run_q4_k(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
+                        const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    kq_run(0, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+static void kq_run_q6_k(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
+                        const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    kq_run(1, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+
+static const inf__mm_kernel mm_q4_k = {kq_act_size_q4_k, kq_prep_q4_k, kq_run_q4_k,
+                                       INT32_MAX / RL_ROWS};
+static const inf__mm_kernel mm_q6_k = {kq_act_size_q6_k, kq_prep_q6_k, kq_run_q6_k,
+                                       INT32_MAX / RL_ROWS};
+
 /* ==== pair kernel for f16 / f32 weights ===================================================== */
 
 #define PR_R 4 /* rows per tile */
@@ -710,6 +966,8 @@ const inf__mm_kernel *inf__avx512_mm_kernel(int wtype) {
     case INF_TYPE_Q8_0: return &mm_q8_0;
     case INF_TYPE_F16: return &mm_f16;
     case INF_TYPE_F32: return &mm_f32;
+    case INF_TYPE_Q4_K: return &mm_q4_k;
+    case INF_TYPE_Q6_K: return &mm_q6_k;
     case INF__TYPE_Q4_0_R16: return &mm_q4_0_r16;
     case INF__TYPE_Q8_0_R16: return &mm_q8_0_r16;
     }
