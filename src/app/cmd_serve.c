@@ -38,6 +38,8 @@ static void serve_usage(FILE *f) {
                "      --no-prefix-cache       do not share KV pages between requests\n"
                "      --max-body BYTES        largest request body / WebSocket message (default "
                "8 MiB)\n"
+               "      --max-send-buffer BYTES output a connection may leave unread before its\n"
+               "                              requests are cancelled (default 8 MiB)\n"
                "      --queue N               queued requests before 429 (default 1024)\n"
                "      --ws-max-inflight N     requests in flight per WebSocket (default 16)\n"
                "      --rate-limit N          requests per minute per API key (default 0: off)\n"
@@ -188,6 +190,9 @@ int inf_cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--max-body")) {
             if (!inf_app_parse_i64(a, val, 1024, (int64_t)1 << 32, &v)) goto done;
             cfg.max_body = (size_t)v;
+        } else if (!strcmp(a, "--max-send-buffer")) {
+            if (!inf_app_parse_i64(a, val, 65536, (int64_t)1 << 32, &v)) goto done;
+            cfg.max_send_buffer = (size_t)v;
         } else if (!strcmp(a, "--queue")) {
             if (!inf_app_parse_i64(a, val, 1, 1 << 24, &v)) goto done;
             cfg.engine.max_queue = (int32_t)v;

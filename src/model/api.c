@@ -37,6 +37,35 @@ static void count_tensors(inf_model *m) {
     }
 }
 
+/* Copies every matmul weight the kernels have a faster layout for into that layout, once at
+ * load (results stay bitwise identical; see inf_matmul_repack). The embedding lookup keeps
+ * reading the mapped GGUF rows, so a tied output projection gets its own copy. */
+static int repack_weights(inf_model *m) {
+    int64_t n_max = m->hp.n_layer * 7 + 1;
+    m->repacked = inf__calloc((size_t)n_max, sizeof *m->repacked);
+    if (!m->repacked) return inf__err(INF_ENOMEM, "repack list");
+    for (int64_t l = -1; l < m->hp.n_layer; l++) {
+        inf_layer *L = l >= 0 ? &m->layers[l] : NULL;
+        inf_tensor *ws[7] = {&m->output};
+        int n = 1;
+        if (L) {
+            inf_tensor *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            memcpy(ws, lw, sizeof lw);
+            n = 7;
+        }
+        for (int i = 0; i < n; i++) {
+            inf_tensor packed;
+            void *mem = NULL;
+            int rc = inf_matmul_repack(m->pool, ws[i], &packed, &mem);
+            if (rc < 0) return inf__err_prefix(rc, "tensor '%s'", ws[i]->name);
+            if (!mem) continue;
+            *ws[i] = packed;
+            m->repacked[m->n_repacked++] = mem;
+        }
+    }
+    return 0;
+}
+
 int inf_model_load(const char *path, const inf_model_params *params, inf_model **out) {
     if (!path || !out) return inf__err(INF_EINVAL, "model load: NULL argument");
     *out = NULL;
@@ -76,6 +105,7 @@ int inf_model_load(const char *path, const inf_model_params *params, inf_model *
     if (n_threads > 1024) n_threads = 1024;
     if ((rc = inf_pool_create(n_threads, &m->pool)) < 0) goto fail;
     m->n_threads = inf_pool_size(m->pool);
+    if ((rc = repack_weights(m)) < 0) goto fail;
     *out = m;
     return 0;
 fail:
@@ -86,6 +116,8 @@ fail:
 void inf_model_free(inf_model *m) {
     if (!m) return;
     if (m->pool) inf_pool_destroy(m->pool);
+    for (int64_t i = 0; i < m->n_repacked; i++) free(m->repacked[i]);
+    free(m->repacked);
     if (m->tok) inf_tokenizer_free(m->tok);
     free(m->layers);
     free(m->name);

@@ -46,6 +46,8 @@ struct inf_model {
     int64_t n_tensors;
     int64_t n_tensors_by_type[64];
     uint64_t n_params, weight_bytes;
+    void **repacked;       /* [n_repacked] kernel-layout copies of matmul weights (owned) */
+    int64_t n_repacked;
 };
 
 /* Reads hyperparameters of a supported architecture from GGUF metadata (no tensors). */

@@ -217,6 +217,7 @@ static int conn_write(inf__conn *c) {
         if (end) { /* an HTTP response is complete */
             if (c->close_after || c->http.state == INF__HTTP_STREAM) return -1;
             http_reset(c);
+            c->n_txn++;
             if (lws_http_transaction_completed(wsi)) return -1;
             return 0;
         }
@@ -553,15 +554,25 @@ static void handle_post(inf__conn *c, int route) {
 
 /* ---- request lifecycle ---------------------------------------------------------------------- */
 
+/* A decimal header value: -1 when absent, -2 when not a plain non-negative decimal (a repeated
+ * header arrives joined with ','), INT64_MAX when too large. */
 static int64_t header_int(struct lws *wsi, enum lws_token_indexes h) {
     char buf[32];
     int n = lws_hdr_total_length(wsi, h);
     if (n <= 0) return -1;
-    if (n >= (int)sizeof buf) return INT64_MAX;
-    if (lws_hdr_copy(wsi, buf, sizeof buf, h) < 0) return INT64_MAX;
+    if (n >= (int)sizeof buf) {
+        char *big = malloc((size_t)n + 1);
+        bool digits = big && lws_hdr_copy(wsi, big, n + 1, h) >= 0;
+        for (int i = 0; digits && big[i]; i++)
+            digits = big[i] >= '0' && big[i] <= '9';
+        free(big);
+        return digits ? INT64_MAX : -2;
+    }
+    if (lws_hdr_copy(wsi, buf, sizeof buf, h) < 0) return -2;
     int64_t v = 0;
+    if (!buf[0]) return -2;
     for (char *p = buf; *p; p++) {
-        if (*p < '0' || *p > '9') return INT64_MAX;
+        if (*p < '0' || *p > '9') return -2;
         if (v > (INT64_MAX - 9) / 10) return INT64_MAX;
         v = v * 10 + (*p - '0');
     }
@@ -621,11 +632,15 @@ static int http_request(inf__conn *c, const char *path) {
     inf__oa_err e = {0};
     int m = c->http.method;
 
-    if (clen > (int64_t)srv->cfg.max_body || (chunked && clen < 0)) {
+    if (clen == -2 || clen > (int64_t)srv->cfg.max_body || (chunked && clen < 0)) {
+        /* the body cannot be delimited (or is refused unread): answer, then close */
         c->close_after = true;
         c->http.discard = true;
         c->http.state = INF__HTTP_BODY;
-        if (chunked && clen < 0)
+        if (clen == -2)
+            inf__oa_fail(&e, 400, "invalid_request_error", "invalid_content_length", NULL,
+                         "The Content-Length header is not a valid length");
+        else if (chunked && clen < 0)
             inf__oa_fail(&e, 411, "invalid_request_error", "length_required", NULL,
                          "A Content-Length is required");
         else
@@ -706,8 +721,29 @@ static int http_request(inf__conn *c, const char *path) {
     return 0;
 }
 
+/* libwebsockets 4.1 mishandles a request with a body that was pipelined behind an earlier one
+ * on a keep-alive connection: replaying its buffered input it hands the request's own header
+ * bytes over as the body, then repeats LWS_CALLBACK_HTTP_BODY_COMPLETION forever (the service
+ * loop spins and every other client stalls). Such a "body" starts with the request line; it
+ * can never be a valid JSON body, so the connection is closed instead (the earlier responses
+ * have been written; an HTTP client retries on a new connection). */
+static bool replayed_request_line(inf__conn *c, const char *in, size_t len) {
+    if (c->http.body_seen || !c->n_txn) return false;
+    char line[16]; /* "POST " (the path as sent may differ from the decoded one) */
+    int n = snprintf(line, sizeof line, "%s ", method_name(c->http.method));
+    if (n <= 0) return false;
+    size_t m = INF_MIN((size_t)n, len);
+    return m >= 2 && !memcmp(in, line, m);
+}
+
 static int http_body(inf__conn *c, const void *in, size_t len) {
     if (c->http.state != INF__HTTP_BODY) return 0;
+    if (replayed_request_line(c, in, len)) {
+        inf__log(INF_LOG_WARN, "%s %s: pipelined request body cannot be read; closing",
+                 method_name(c->http.method), c->http.path);
+        return -1;
+    }
+    c->http.body_seen = true;
     if (c->http.discard) {
         c->http.body_len += len;
         /* a client that keeps sending after a 413 is cut off */
@@ -720,6 +756,9 @@ static int http_body(inf__conn *c, const void *in, size_t len) {
 }
 
 static int http_body_done(inf__conn *c) {
+    /* Once per request. libwebsockets 4.1 repeats the call while input pipelined behind this
+ * request waits in its buffer (until the response completes); the repeats are ignored. */
+    if (++c->http.body_done_seen > 1) return 0;
     if (c->http.state != INF__HTTP_BODY) return 0;
     if (c->http.discard) {
         if (c->http.pending_status)

@@ -134,6 +134,7 @@ struct inf__conn {
     int n_calls;
     char peer[64];
     int rate_key; /* index of the API key used, -1 when none */
+    int n_txn;    /* HTTP transactions completed on this connection (keep-alive) */
     struct {
         int state;
         int method; /* LWSHUMETH_* */
@@ -150,6 +151,8 @@ struct inf__conn {
         double t_start;
         int status; /* status of the response in progress */
         bool headers_sent;
+        bool body_seen;     /* a body chunk has arrived for this request */
+        int body_done_seen; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls for this request */
     } http;
     struct {
         bool authed;
