@@ -21,7 +21,9 @@ int inf_cmd_serve(int argc, char **argv);
 void inf_app_fail(const char *what, int err);
 /* Log sink that writes "[level] msg" lines to stderr. */
 void inf_app_log_stderr(int level, const char *msg, void *user);
-/* Reads a whole file into a new buffer (free with free()); NULL + message on failure. */
+/* Reads a whole file into a new buffer (free with free()); NULL + message on failure, also when
+ * the file is larger than INF_APP_MAX_FILE bytes. */
+#define INF_APP_MAX_FILE (256 << 20)
 char *inf_app_read_file(const char *path, size_t *len);
 /* Parses a strict integer/float option value; prints an error and returns false when invalid. */
 bool inf_app_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);

@@ -36,6 +36,13 @@ char *inf_app_read_file(const char *path, size_t *len) {
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
         if (n < cap) break;
+        if (cap >= INF_APP_MAX_FILE) {
+            /* Endless or huge inputs (/dev/zero, a pipe that never ends) stay bounded. */
+            free(buf);
+            fclose(f);
+            fprintf(stderr, "inferneo: %s: larger than %d MiB\n", path, INF_APP_MAX_FILE >> 20);
+            return NULL;
+        }
         cap *= 2;
         char *nb = realloc(buf, cap + 1);
         if (!nb) {

@@ -157,6 +157,10 @@ static const char *vtype_name(int t) {
 
 /* Printable one-line rendering of untrusted bytes (escapes, truncation). */
 static void sanitize(const uint8_t *s, size_t n, char *out, size_t cap) {
+    if (cap < 8) {
+        if (cap) out[0] = 0;
+        return;
+    }
     size_t o = 0, limit = cap > 8 ? cap - 8 : 0;
     for (size_t i = 0; i < n; i++) {
         if (o >= limit) {
@@ -461,6 +465,11 @@ static int build_index(name_idx **out, int64_t n, const char *(*get)(const inf_g
         }
     }
     return 0;
+}
+
+const char *inf__gguf_printable(const void *s, size_t n, char *out, size_t cap) {
+    sanitize(s, n, out, cap);
+    return out;
 }
 
 static const char *tensor_name_at(const inf_gguf *g, int64_t i) {

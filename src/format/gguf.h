@@ -50,6 +50,11 @@ int inf_gguf_open(const char *path, inf_gguf **out);
 int inf_gguf_open_buffer(const void *data, size_t size, inf_gguf **out);
 void inf_gguf_close(inf_gguf *g);
 
+/* Writes a printable one-line rendering of untrusted bytes s[0..n) into out (cap >= 8 bytes:
+ * control / non-ASCII bytes and quotes as \xNN, truncated with "..."); returns out. For error
+ * details that quote file contents (names, keys), which must stay one line. */
+const char *inf__gguf_printable(const void *s, size_t n, char *out, size_t cap);
+
 uint32_t inf_gguf_version(const inf_gguf *g);
 size_t inf_gguf_file_size(const inf_gguf *g);
 size_t inf_gguf_alignment(const inf_gguf *g);

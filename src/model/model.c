@@ -79,8 +79,11 @@ int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp) {
     int found = -1;
     for (size_t i = 0; i < INF_ARRAY_LEN(arch_table); i++)
         if (!strcmp(arch, arch_table[i].name)) found = (int)i;
-    if (found < 0)
-        return inf__err(INF_EUNSUPPORTED, "architecture '%s' (supported: llama, qwen2)", arch);
+    if (found < 0) {
+        char pr[96];
+        return inf__err(INF_EUNSUPPORTED, "architecture '%s' (supported: llama, qwen2)",
+                        inf__gguf_printable(arch, len, pr, sizeof pr));
+    }
     hp->arch = arch_table[found].arch;
     hp->rope_neox = arch_table[found].rope_neox;
 
@@ -136,9 +139,11 @@ int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp) {
         return rc;
     bool linear = typed && len == 6 && !memcmp(s, "linear", 6);
     bool none = typed && len == 4 && !memcmp(s, "none", 4);
-    if (typed && !linear && !none)
-        return inf__err(INF_EUNSUPPORTED, "rope scaling type '%.*s' (only linear)",
-                        (int)(len > 32 ? 32 : len), s);
+    if (typed && !linear && !none) {
+        char pr[96];
+        return inf__err(INF_EUNSUPPORTED, "rope scaling type '%s' (only linear)",
+                        inf__gguf_printable(s, len, pr, sizeof pr));
+    }
     if (!none && factor != 0.0f && factor != 1.0f) {
         if (!(factor > 0.0f && factor < 1e6f))
             return inf__err(INF_EFORMAT, "rope scaling factor %g out of range", factor);

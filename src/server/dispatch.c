@@ -143,12 +143,8 @@ void inf__calls_detach(inf__conn *c) {
         inf__call_cancel(call);
         call_unlink(call);
         call->dead = true;
-        if (!call->counted) {
-            call->counted = true;
-            inf__srv_log_request(call->srv, c->is_ws ? "WS" : "POST", call->path, 499, 0, 0,
-                                 call->t_start);
-            inf__metrics_request(call->srv->metrics, call->path, 499);
-        }
+        if (!call->err_status) call->err_status = 499; /* logged with its tokens at FINISH */
+        call->is_ws = c->is_ws;
         call_link(call, NULL);
     }
 }
@@ -156,6 +152,13 @@ void inf__calls_detach(inf__conn *c) {
 void inf__calls_free_all(inf_server *srv) {
     while (srv->orphans) {
         inf__call *call = srv->orphans;
+        if (!call->counted) {
+            call->counted = true;
+            inf__srv_log_request(srv, call->is_ws ? "WS" : "POST", call->path,
+                                 call->err_status ? call->err_status : 499, 0, 0, call->t_start);
+            inf__metrics_request(srv->metrics, call->path,
+                                 call->err_status ? call->err_status : 499);
+        }
         call_unlink(call);
         call_free(call);
     }
@@ -183,6 +186,7 @@ static void send_error(inf__call *call, const inf__oa_err *e) {
     inf__conn *c = call->conn;
     if (!c || call->dead) return;
     call->dead = true;
+    call->err_status = e->status;
     if (c->is_ws) {
         inf__ws_send_json(c, inf__oa_error_json(e), call->request_id);
     } else if (c->http.headers_sent) { /* mid-stream: an error event, then the end */
@@ -206,6 +210,7 @@ static void slow_reader(inf__conn *c) {
             send_error(call, &e);
         } else {
             call->dead = true;
+            call->err_status = e.status;
             c->close_after = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         }
@@ -325,6 +330,7 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
     call->t_start = inf__time_s();
     call->created = (int64_t)time(NULL);
     call->path = path;
+    call->is_ws = c->is_ws;
     make_id(srv,
             ep == INF__EP_CHAT         ? "chatcmpl-"
             : ep == INF__EP_COMPLETION ? "cmpl-"
@@ -436,9 +442,10 @@ static void complete(inf__call *call) {
             inf__http_send_json(c, 200, inf__oa_response(call));
         }
     }
+    if (status == 200 && call->err_status) status = call->err_status;
     if (!call->counted) {
         call->counted = true;
-        inf__srv_log_request(srv, c && c->is_ws ? "WS" : "POST", call->path, status, pt, ctok,
+        inf__srv_log_request(srv, call->is_ws ? "WS" : "POST", call->path, status, pt, ctok,
                              call->t_start);
         inf__metrics_request(srv->metrics, call->path, status);
     }

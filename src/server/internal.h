@@ -103,6 +103,8 @@ typedef struct inf__call {
     json_t *request_id; /* WebSocket: echoed in every frame */
     bool dead;          /* an error was already delivered: drop further events */
     bool counted;       /* metrics/log line done */
+    bool is_ws;         /* for the log line once the connection has gone */
+    int err_status;     /* status of an error already delivered (or 499: client gone) */
     double t_start;
     const char *path; /* for logs and metrics */
 } inf__call;

@@ -3,6 +3,11 @@
  * port as REST: upgrades on /v1/chat/completions and /v1/completions; every frame is one JSON
  * text message. A request frame is the REST body plus an optional request_id and goes through
  * the same validator and formatter as REST (openai.c, dispatch.c); this file only frames.
+ * The socket's URL picks the endpoint, as in REST (a prompt frame on a chat socket is an error
+ * frame that names the right URL). Streams end with the chunk that carries finish_reason;
+ * stream_options.include_usage puts "usage" on that last chunk (not on a separate
+ * "choices": [] frame as SSE does: the seed's clients index choices[0] of every frame and stop
+ * reading at finish_reason, so a frame after it would break them).
  *
  * Protocol: auth by ?token=, Authorization: Bearer on the upgrade, or a first message
  * {"type":"auth","api_key":…} (answered {"type":"auth","status":"ok"}); a wrong key gets an
@@ -217,12 +222,24 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
         goto done;
     }
     json_object_del(root, "request_id");
-    /* the frame's content picks the kind (messages: chat, prompt: completion); else the URL */
+    /* The URL picks the endpoint, as in REST: a chat socket takes chat requests, a completions
+     * socket completion requests (a frame of the other kind gets an error that says where to
+     * send it). */
     int ep = c->ws.route == WS_ROUTE_CHAT ? INF__EP_CHAT : INF__EP_COMPLETION;
-    if (json_object_get(root, "messages") && !json_object_get(root, "prompt"))
-        ep = INF__EP_CHAT;
-    else if (json_object_get(root, "prompt") && !json_object_get(root, "messages"))
-        ep = INF__EP_COMPLETION;
+    const char *other = ep == INF__EP_CHAT ? "prompt" : "messages";
+    const char *mine = ep == INF__EP_CHAT ? "messages" : "prompt";
+    if (json_object_get(root, other) && !json_object_get(root, mine)) {
+        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_value", mine,
+                     "'%s' is required: this socket is %s; send '%s' requests on a socket "
+                     "opened at %s",
+                     mine, ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions", other,
+                     ep == INF__EP_CHAT ? "/v1/completions" : "/v1/chat/completions");
+        send_err(c, &e, rid);
+        const char *p = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
+        inf__metrics_request(srv->metrics, p, e.status);
+        inf__srv_log_request(srv, "WS", p, e.status, -1, -1, inf__time_s());
+        goto done;
+    }
     const char *path = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
     inf__oa_req req;
     if (inf__oa_parse(srv, ep, root, &req, &e) < 0) {

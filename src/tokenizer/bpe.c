@@ -123,10 +123,20 @@ static bool name_in(const char *names, const char *name) {
     }
 }
 
-static const pre_def *pre_lookup(const char *name) {
+/* NULL for a name llama.cpp does not know (it refuses such a vocabulary). */
+static const pre_def *pre_find(const char *name) {
     for (size_t i = 0; i < INF_ARRAY_LEN(pre_table); i++)
         if (name && name_in(pre_table[i].names, name)) return &pre_table[i];
-    return &pre_table[0]; /* unknown: llama.cpp's default list */
+    return NULL;
+}
+
+static const pre_def *pre_lookup(const char *name) {
+    const pre_def *d = pre_find(name);
+    return d ? d : &pre_table[0];
+}
+
+bool inf__bpe_pre_known(const char *pre) {
+    return pre_find(pre) != NULL;
 }
 
 int inf__bpe_pre_flags(const char *pre) {

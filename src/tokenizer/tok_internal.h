@@ -51,6 +51,8 @@ enum inf__pre_flags {
 };
 /* Flags of a pre-tokenizer name (unknown names: those of "default"). */
 int inf__bpe_pre_flags(const char *pre);
+/* Whether the pre-tokenizer name is one we implement (llama.cpp rejects unknown names). */
+bool inf__bpe_pre_known(const char *pre);
 
 struct inf_tokenizer {
     int kind; /* INF_TOK_SPM / INF_TOK_BPE */

@@ -544,8 +544,14 @@ int inf_tokenizer_load(const inf_gguf *g, inf_tokenizer **out) {
     } else if (mlen == 4 && !memcmp(model, "gpt2", 4)) {
         t->kind = INF_TOK_BPE;
     } else {
-        rc = inf__err(INF_EUNSUPPORTED, "tokenizer model '%.*s' is not supported (llama, gpt2)",
-                      (int)INF_MIN(mlen, 64), model);
+        char pr[96];
+        inf__gguf_printable(model, mlen, pr, sizeof pr);
+        if (mlen == 4 && !memcmp(model, "bert", 4))
+            rc = inf__err(INF_EUNSUPPORTED,
+                          "tokenizer model 'bert' (WordPiece) is not supported (llama, gpt2)");
+        else
+            rc = inf__err(INF_EUNSUPPORTED, "tokenizer model '%s' is not supported (llama, gpt2)",
+                          pr);
         goto fail;
     }
     rc = inf_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen);
@@ -556,6 +562,14 @@ int inf_tokenizer_load(const inf_gguf *g, inf_tokenizer **out) {
     }
     if (!(t->pre_name = inf__strndup(pre, plen))) {
         rc = inf__err(INF_ENOMEM, "tokenizer: out of memory");
+        goto fail;
+    }
+    if (t->kind == INF_TOK_BPE && !inf__bpe_pre_known(t->pre_name)) {
+        /* llama.cpp refuses an unknown pre-tokenizer rather than guess one: a wrong split
+         * gives plausible but different token ids. */
+        char pr[96];
+        rc = inf__err(INF_EUNSUPPORTED, "pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported",
+                      inf__gguf_printable(pre, plen, pr, sizeof pr));
         goto fail;
     }
     if ((rc = load_tokens(t, g)) < 0) goto fail;

@@ -177,3 +177,82 @@ def test_context_overflow_is_a_per_request_error():
     assert "context" in out[0]["error"]
     assert out[1]["finish_reason"] in ("stop", "length")
     assert out[1]["text"] == generate(STORIES, "The cat", 4, ["--temp", "0"])
+
+
+def test_prefix_cache_edge_cases():
+    """Prompts whose length is an exact multiple of the page size (the whole prompt is cached:
+    at least its last token must still be computed), identical prompts submitted together,
+    and a pool small enough that sequences holding shared pages are preempted and cached pages
+    are evicted while later requests want them: every text equals `generate` alone."""
+    words = ("Once upon a time there was a little girl named Lily who loved to play in the park "
+             "with her big red ball").split()
+    prompts = [" ".join(words[:k]) for k in (7, 9, 14, 20)]  # 8, 12, 20, 28 tokens with BOS
+    n = 10
+    want = {p: generate(STORIES, p, n, ["--temp", "0"]) for p in prompts}
+    reqs = [{"id": i, "prompt": p, "max_tokens": n, "temperature": 0}
+            for i, p in enumerate(prompts * 4)]
+    for opts in (["--page-tokens", "4", "--max-batch-tokens", "4"],
+                 ["--page-tokens", "4", "--max-seqs", "1"],
+                 ["--page-tokens", "4", "--kv-mem", "0.06", "--max-seqs", "16"]):
+        out, stats = batch(STORIES, reqs, opts)
+        for r, q in zip(out, reqs):
+            assert r["id"] == q["id"]
+            assert r["text"] == want[q["prompt"]], (opts, q, r)
+            assert r["finish_reason"] == "length"
+            assert 0 <= r["cached_tokens"] < r["prompt_tokens"]
+            assert r["cached_tokens"] % 4 == 0
+        if "--max-seqs" in opts and opts[opts.index("--max-seqs") + 1] == "1":
+            # one at a time: every repeat of a prompt finds all of its full pages but the last
+            for r, q in zip(out[len(prompts):], reqs[len(prompts):]):
+                assert r["cached_tokens"] == (r["prompt_tokens"] - 1) // 4 * 4, r
+        if "--kv-mem" in opts:
+            assert stats.get("preemptions", 0) > 0, stats
+
+
+def test_max_tokens_one_and_context_finish():
+    full = generate(STORIES, "Once upon a time", 40, ["--temp", "0"])
+    out, _ = batch(STORIES, [
+        {"id": "one", "prompt": "Once upon a time", "max_tokens": 1, "temperature": 0},
+        {"id": "ctx", "prompt": "Once upon a time", "max_tokens": 100000, "temperature": 0},
+    ], ["-c", "24"])
+    assert out[0]["completion_tokens"] == 1 and out[0]["finish_reason"] == "length"
+    assert full.startswith(out[0]["text"]) and out[0]["text"]
+    # the context (24 tokens) ends the second request: prompt + completion fill it exactly
+    assert out[1]["finish_reason"] == "length"
+    assert out[1]["prompt_tokens"] + out[1]["completion_tokens"] == 24
+    assert full.startswith(out[1]["text"])
+
+
+@pytest.mark.parametrize("content,rc", [
+    ("", 0), ("\n\n   \n", 0), ("[1,2]\n", 2), ('{"prompt":"a","max_tokens":1e300}\n', 2),
+    ('{"prompt":"a","max_tokens":99999999999999999999999}\n', 2),
+    ('{"prompt":"a","seed":18446744073709551615}\n', 2), ('{"prompt":"a","seed":1.5}\n', 2),
+    ('{"prompt":"a","prompt":"b"}\n', 2), ('{"prompt":"a\\u0000b"}\n', 2),
+    ('{"prompt":"a"} x\n', 2), ('{"prompt":"a","top_p":0}\n', 2),
+    ('{"prompt":"a","temperature":"0"}\n', 2), ('{"prompt":"a","stop":[1]}\n', 2),
+])
+def test_hostile_jsonl(content, rc):
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
+        f.write(content.encode())
+        path = f.name
+    try:
+        p = run(["batch", "-m", STORIES, "-f", path], check=False)
+    finally:
+        os.unlink(path)
+    assert p.returncode == rc, p.stderr
+    if rc:
+        lines = p.stderr.decode().strip().split("\n")
+        assert len(lines) == 1 and ":1" in lines[0], p.stderr
+        assert p.stdout == b""
+    else:
+        assert p.stdout == b"" and p.stderr == b""
+
+
+def test_many_lines_in_input_order():
+    reqs = [{"id": i, "prompt": "Once upon a time %d" % (i % 37), "max_tokens": 1,
+             "temperature": 0} for i in range(3000)]
+    out, _ = batch(STORIES, reqs)
+    assert [r["id"] for r in out] == list(range(3000))
+    by_prompt = {}
+    for r, q in zip(out, reqs):
+        assert by_prompt.setdefault(q["prompt"], r["tokens"]) == r["tokens"]

@@ -6,6 +6,7 @@ loopback port; the tests talk to it with httpx and raw sockets. Greedy outputs a
 """
 import base64
 import concurrent.futures
+import contextlib
 import json
 import math
 import os
@@ -624,6 +625,31 @@ def test_hostile_http(srv):
         got += chunk
     s.close()
     assert got.count(b"HTTP/1.1 200") == 3
+    # a POST pipelined behind another request: answered, or the connection closed after the
+    # earlier answers, but the server never spins or stalls (libwebsockets 4.1 loops here)
+    body = json.dumps({"prompt": "Once", "max_tokens": 2}).encode()
+    post_req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                % len(body)) + body
+    for pipeline in (req + post_req, post_req + post_req, req + req + post_req):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(pipeline + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        with contextlib.suppress(OSError):
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        s.close()
+        assert got.startswith(b"HTTP/1.1 200") and b" 400 " not in got, got[:300]
+        t0 = time.time()
+        r = post(srv, "/v1/completions", {"prompt": "Once", "max_tokens": 2})
+        assert r.status_code == 200 and time.time() - t0 < 2, "the server stalled"
+    # Content-Length that is not a length: 400 (not 413)
+    for bad_len in (b"-5", b"5, 7", b"abc"):
+        out = raw(port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " + bad_len
+                  + b"\r\n\r\n{}")
+        assert out.startswith(b"HTTP/1.1 400") and b"invalid_content_length" in out, out[:200]
     slow.close()
     srv.alive()
 

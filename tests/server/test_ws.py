@@ -355,7 +355,7 @@ def upgrade_request(port, path=CHAT, key=None, extra=""):
 class RawWS:
     """A hand-driven client: blocking socket, explicit frames."""
 
-    def __init__(self, port, path=CHAT, pre=b"", expect_101=True):
+    def __init__(self, port, path=COMPL, pre=b"", expect_101=True):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         req, key = upgrade_request(port, path)
         self.sock.sendall(req + pre)
@@ -578,7 +578,7 @@ def test_chunk_format_and_greedy_equals_rest(srv):
 
 def test_ping_pong_and_close_handshake(srv):
     async def body():
-        ws = await connect(srv)
+        ws = await connect(srv, COMPL)
         await expect_pong(ws, "on an idle socket")
         await ws.send(json.dumps(compl_req(STORY, 200, request_id="p")))
         await ws.send(json.dumps({"type": "ping"}))
@@ -743,6 +743,9 @@ def test_error_frames_keep_socket_open(srv):
          None, 5),
         ("an unknown type", json.dumps({"type": "frobnicate", "request_id": "t6"}), None, "t6"),
         ("a cancel without request_id", json.dumps({"type": "cancel"}), None, None),
+        # the URL picks the endpoint, as in REST: a prompt on a chat socket is refused
+        ("a completion request on a chat socket",
+         json.dumps(compl_req("Hi", 4, request_id="wrong-url")), "invalid_value", "wrong-url"),
         ("context overflow", json.dumps(chat_req(long_prompt, 16, request_id="ctx")),
          "context_length_exceeded", "ctx"),
     ]
@@ -1129,6 +1132,91 @@ def test_rate_limit_and_inflight_limit():
 
 
 # ---- shutdown (last: stops the module's server) --------------------------------------------------
+
+def test_include_usage_rides_on_the_final_chunk(srv):
+    """WS streams end with the finish_reason chunk (the seed's clients stop reading there and
+    index choices[0] of every frame), so usage rides on that chunk, once, after every choice."""
+    async def body():
+        ws = await connect(srv, COMPL)
+        try:
+            await ws.send(json.dumps(compl_req(STORY, 6, n=2, request_id="u",
+                                               stream_options={"include_usage": True})))
+            frames, finished = [], 0
+            while finished < 2:
+                d = await recv_json(ws, "the include_usage stream")
+                assert "error" not in d, d
+                assert d["choices"], "a WS frame with empty choices breaks the seed's clients"
+                frames.append(d)
+                finished += d["choices"][0]["finish_reason"] is not None
+            with_usage = [f for f in frames if f.get("usage")]
+            assert with_usage == [frames[-1]], "usage must be on the last frame only"
+            u = frames[-1]["usage"]
+            assert u["completion_tokens"] == 12 and u["prompt_tokens"] > 0, u
+            assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"], u
+            await expect_pong(ws, "after the usage stream")  # nothing else came for "u"
+        finally:
+            await ws.close()
+
+    run(body())
+
+
+def test_slow_reader_is_cancelled_with_bounded_memory():
+    """A client that never reads: its requests are cancelled once --max-send-buffer is queued
+    (WS: an error frame per request; SSE: the connection is dropped), and others are served."""
+    s = Server(*SERVED_ARGS, "--max-send-buffer", "65536").start()
+    try:
+        def stuck(head, frames=b""):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", s.port))
+            sock.sendall(head)
+            if frames:
+                time.sleep(0.3)  # the 101 has come (not read: this client never reads)
+                sock.sendall(frames)
+            return sock
+
+        big = dict(max_tokens=2000, ignore_eos=True, n=16, logprobs=20)  # big chunks
+        ws_frames = b"".join(
+            ws_frame(1, json.dumps(compl_req(STORY, request_id=i, **big)).encode())
+            for i in range(2))
+        body = json.dumps(compl_req(STORY, **big)).encode()
+        sse = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        socks = [stuck(upgrade_request(s.port, COMPL)[0], ws_frames), stuck(sse)]
+        rss0 = s.rss_kib()
+        deadline, started = time.time() + 60, False
+        while time.time() < deadline:
+            m = metrics(s)
+            busy = m["inferneo_requests_running"] + m["inferneo_requests_waiting"]
+            started |= busy > 0
+            if started and busy == 0:
+                break
+            time.sleep(0.1)
+        assert m["inferneo_requests_running"] == 0 and m["inferneo_kv_pages_in_use"] == 0, (
+            "the slow readers' requests were not cancelled: %r" % m)
+        assert s.rss_kib() - rss0 < 64 * 1024, "server memory grew by %d KiB" % (
+            s.rss_kib() - rss0)
+        want = rest(s, COMPL, compl_req(STORY, 8))  # others are served meanwhile
+        assert want
+        # the WS client gets one slow_consumer error frame per request when it reads at last
+        r = socks[0]
+        r.settimeout(5)
+        got = b""
+        with contextlib.suppress(OSError):
+            while got.count(b'"slow_consumer"') < 2 and time.time() < deadline:
+                chunk = r.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+        assert got.count(b'"slow_consumer"') == 2, "expected 2 slow_consumer error frames"
+        for x in socks:
+            x.close()
+        log = s.all_output()
+        assert re.search(r"WS /v1/completions 500 ", log) and re.search(
+            r"POST /v1/completions 500 ", log), "the log lines must carry the error status"
+    finally:
+        s.stop()
+
 
 def test_zz_sigterm_closes_sockets_1001_and_exits_0(srv):
     async def body():
