@@ -341,8 +341,13 @@ int inf_cmd_batch(int argc, char **argv) {
         inf_sb sb = {0};
         char buf[65536];
         size_t got;
-        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0)
+        while (sb.len <= INF_APP_MAX_FILE && (got = fread(buf, 1, sizeof buf, stdin)) > 0)
             inf__sb_append(&sb, buf, got);
+        if (sb.len > INF_APP_MAX_FILE) {
+            fprintf(stderr, "inferneo batch: stdin: larger than %d MiB\n", INF_APP_MAX_FILE >> 20);
+            inf__sb_free(&sb);
+            return 2;
+        }
         if (sb.oom) {
             fprintf(stderr, "inferneo batch: out of memory reading stdin\n");
             inf__sb_free(&sb);

@@ -101,5 +101,12 @@ def test_tokenize_hostile_text():
                                  ["batch", "-m", STORIES, "-f", "/dev/zero"]])
 def test_endless_input_file_is_bounded(cmd):
     p = run(cmd, timeout=30)
-    assert p.returncode == 1, p.stderr
+    assert p.returncode in (1, 2), p.stderr
     assert p.stderr.count(b"\n") == 1 and b"larger than" in p.stderr, p.stderr
+
+
+def test_endless_batch_stdin_is_bounded():
+    with open("/dev/zero", "rb") as zero:
+        p = subprocess.run([BIN, "batch", "-m", STORIES, "-f", "-"], stdin=zero,
+                           capture_output=True, timeout=30)
+    assert p.returncode == 2 and b"larger than" in p.stderr, p.stderr
