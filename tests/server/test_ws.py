@@ -1217,7 +1217,8 @@ def test_slow_reader_is_cancelled_with_bounded_memory():
         assert re.search(r"WS /v1/completions 500 ", log) and re.search(
             r"POST /v1/completions 500 ", log), "the log lines must carry the error status"
     finally:
-        s.stop()
+        assert s.stop() == 0
+        s.check_clean()
 
 
 def test_zz_sigterm_closes_sockets_1001_and_exits_0(srv):
