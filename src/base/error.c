@@ -49,7 +49,8 @@ int inf__err_prefix(int err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old[0] ? old : inf_strerror(err));
+    snprintf(last_error, sizeof last_error, "%.500s: %.520s", prefix,
+             old[0] ? old : inf_strerror(err));
     return err;
 }
 

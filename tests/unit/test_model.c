@@ -791,8 +791,8 @@ static void test_load_errors(void **state) {
 
 static void test_vocab_only_and_context(void **state) {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-llama-spm.gguf", fixtures());
+    char path[1024];
+    snprintf(path, sizeof path, "%.900s/vocab/ggml-vocab-llama-spm.gguf", fixtures());
     if (access(path, R_OK) != 0) {
         print_message("skipping vocab-only fixture: %s not found\n", path);
     } else {
