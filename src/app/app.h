@@ -19,7 +19,7 @@ int inf_cmd_serve(int argc, char **argv);
 /* Shared helpers (app/common.c). */
 /* Prints "inferneo: <what>: <inf_strerror(err)>: <inf_last_error()>" to stderr on one line. */
 void inf_app_fail(const char *what, int err);
-/* Log sink that writes "[level] msg" lines to stderr. */
+/* Log sink that writes lines to stderr: info as is, other levels as "[level] msg". */
 void inf_app_log_stderr(int level, const char *msg, void *user);
 /* Reads a whole file into a new buffer (free with free()); NULL + message on failure, also when
  * the file is larger than INF_APP_MAX_FILE bytes. */

@@ -20,6 +20,12 @@ void inf_app_fail(const char *what, int err) {
 
 void inf_app_log_stderr(int level, const char *msg, void *user) {
     (void)user;
+    /* Info lines ("listening on http://HOST:PORT", request lines) are printed as they are, so
+     * scripts can match them; other levels carry their name. */
+    if (level == INF_LOG_INFO) {
+        fprintf(stderr, "%s\n", msg);
+        return;
+    }
     static const char *names[] = {"debug", "info", "warn", "error"};
     fprintf(stderr, "[%s] %s\n", names[level < 0 || level > 3 ? 1 : level], msg);
 }
