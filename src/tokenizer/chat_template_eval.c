@@ -1,6 +1,6 @@
 /*
  * chat_template_eval.c — evaluation half of the chat-template engine (see chat_template.c for
- * the supported Jinja subset): values, Python-like str()/repr()/json, filters, tests, methods,
+ * the supported Jinja subset): filters, tests, methods, calls, arithmetic,
  * statements, and inf_chat_template_apply. All memory comes from the render's arena.
  * Threads: reentrant.
  */
@@ -11,420 +11,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-static vlist *list_new(ct *c, size_t cap) {
-    vlist *l = inf__ct_alloc(c, sizeof *l);
-    l->n = 0;
-    l->tuple = false;
-    l->cap = cap ? cap : 4;
-    l->v = inf__ct_alloc_array(c, l->cap, sizeof(val));
-    return l;
-}
-
-static void list_push(ct *c, vlist *l, val v) {
-    if (l->n == l->cap) {
-        val *nv = inf__ct_alloc_array(c, l->cap * 2, sizeof(val));
-        memcpy(nv, l->v, l->n * sizeof(val));
-        l->v = nv;
-        l->cap *= 2;
-    }
-    l->v[l->n++] = v;
-}
-
-static val *dict_find(vdict *d, const char *k, size_t n) {
-    for (size_t i = 0; i < d->n; i++)
-        if (vstr_eq(d->k[i], k, n)) return &d->v[i];
-    return NULL;
-}
-
-static void dict_set(ct *c, vdict *d, const char *k, size_t n, val v) {
-    val *slot = dict_find(d, k, n);
-    if (slot) {
-        *slot = v;
-        return;
-    }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4;
-        vstr *nk = inf__ct_alloc_array(c, cap, sizeof(vstr));
-        val *nv = inf__ct_alloc_array(c, cap, sizeof(val));
-        if (d->n) {
-            memcpy(nk, d->k, d->n * sizeof(vstr));
-            memcpy(nv, d->v, d->n * sizeof(val));
-        }
-        d->k = nk;
-        d->v = nv;
-        d->cap = cap;
-    }
-    d->k[d->n] = (vstr){k, n};
-    d->v[d->n++] = v;
-}
-
-static vdict *dict_new(ct *c) {
-    vdict *d = inf__ct_alloc(c, sizeof *d);
-    memset(d, 0, sizeof *d);
-    return d;
-}
-
-/* ---- value helpers -------------------------------------------------------------------------- */
-
-static bool truthy(val v) {
-    switch (v.t) {
-    case V_UNDEF:
-    case V_NONE: return false;
-    case V_BOOL: return v.b;
-    case V_INT: return v.i != 0;
-    case V_FLOAT: return v.f != 0;
-    case V_STR: return v.s.n != 0;
-    case V_LIST: return v.l->n != 0;
-    case V_DICT: return v.d->n != 0;
-    default: return true;
-    }
-}
-
-static const char *type_name(val v) {
-    static const char *names[] = {"undefined", "none", "bool",  "int",      "float", "string",
-                                  "list",      "dict", "macro", "function", "method"};
-    return names[v.t];
-}
-
-static void fmt_float(asb *sb, double f) {
-    if (isnan(f)) {
-        inf__ct_sb_puts(sb, "nan");
-        return;
-    }
-    if (isinf(f)) {
-        inf__ct_sb_puts(sb, f < 0 ? "-inf" : "inf");
-        return;
-    }
-    /* Python repr: shortest digits that round-trip, positional for 1e-4 <= |f| < 1e16. */
-    char buf[48];
-    int p = 1;
-    for (; p < 17; p++) {
-        snprintf(buf, sizeof buf, "%.*e", p - 1, f);
-        if (strtod(buf, NULL) == f) break;
-    }
-    snprintf(buf, sizeof buf, "%.*e", p - 1, f);
-    char *e = strchr(buf, 'e');
-    int exp10 = atoi(e + 1);
-    *e = 0;
-    char digits[24];
-    int nd = 0;
-    for (char *q = buf; *q; q++)
-        if (*q >= '0' && *q <= '9') digits[nd++] = *q;
-    while (nd > 1 && digits[nd - 1] == '0')
-        nd--;
-    if (f < 0) inf__ct_sb_putc(sb, '-');
-    if (exp10 >= 16 || exp10 < -4) {
-        inf__ct_sb_putc(sb, digits[0]);
-        if (nd > 1) {
-            inf__ct_sb_putc(sb, '.');
-            inf__ct_sb_append(sb, digits + 1, (size_t)nd - 1);
-        }
-        inf__ct_sb_printf(sb, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
-    } else if (exp10 < 0) {
-        inf__ct_sb_puts(sb, "0.");
-        for (int i = 0; i < -exp10 - 1; i++)
-            inf__ct_sb_putc(sb, '0');
-        inf__ct_sb_append(sb, digits, (size_t)nd);
-    } else {
-        for (int i = 0; i <= exp10; i++)
-            inf__ct_sb_putc(sb, i < nd ? digits[i] : '0');
-        inf__ct_sb_putc(sb, '.');
-        if (nd > exp10 + 1)
-            inf__ct_sb_append(sb, digits + exp10 + 1, (size_t)(nd - exp10 - 1));
-        else
-            inf__ct_sb_putc(sb, '0');
-    }
-}
-
-static void to_repr(ct *c, val v, asb *sb, int depth);
-
-/* str(v) as Python/Jinja would print it. */
-static void to_str(ct *c, val v, asb *sb) {
-    switch (v.t) {
-    case V_UNDEF: return;
-    case V_NONE: inf__ct_sb_puts(sb, "None"); return;
-    case V_BOOL: inf__ct_sb_puts(sb, v.b ? "True" : "False"); return;
-    case V_INT: inf__ct_sb_printf(sb, "%lld", (long long)v.i); return;
-    case V_FLOAT: fmt_float(sb, v.f); return;
-    case V_STR: inf__ct_sb_append(sb, v.s.p, v.s.n); return;
-    default: to_repr(c, v, sb, 0);
-    }
-}
-
-static void repr_str(asb *sb, const char *p, size_t n) {
-    bool dq = memchr(p, '\'', n) && !memchr(p, '"', n);
-    char q = dq ? '"' : '\'';
-    inf__ct_sb_putc(sb, q);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '\\')
-            inf__ct_sb_puts(sb, "\\\\");
-        else if (ch == (unsigned char)q) {
-            inf__ct_sb_putc(sb, '\\');
-            inf__ct_sb_putc(sb, q);
-        } else if (ch == '\n')
-            inf__ct_sb_puts(sb, "\\n");
-        else if (ch == '\t')
-            inf__ct_sb_puts(sb, "\\t");
-        else if (ch == '\r')
-            inf__ct_sb_puts(sb, "\\r");
-        else if (ch < 0x20 || ch == 0x7f)
-            inf__ct_sb_printf(sb, "\\x%02x", ch);
-        else
-            inf__ct_sb_putc(sb, (char)ch);
-    }
-    inf__ct_sb_putc(sb, q);
-}
-
-static void to_repr(ct *c, val v, asb *sb, int depth) {
-    if (depth > CT_MAX_DEPTH) inf__ct_fail(c, "value nesting too deep");
-    step(c);
-    switch (v.t) {
-    case V_STR: repr_str(sb, v.s.p, v.s.n); return;
-    case V_LIST:
-        inf__ct_sb_putc(sb, v.l->tuple ? '(' : '[');
-        for (size_t i = 0; i < v.l->n; i++) {
-            if (i) inf__ct_sb_puts(sb, ", ");
-            to_repr(c, v.l->v[i], sb, depth + 1);
-        }
-        if (v.l->tuple && v.l->n == 1) inf__ct_sb_putc(sb, ',');
-        inf__ct_sb_putc(sb, v.l->tuple ? ')' : ']');
-        return;
-    case V_DICT:
-        inf__ct_sb_putc(sb, '{');
-        for (size_t i = 0; i < v.d->n; i++) {
-            if (i) inf__ct_sb_puts(sb, ", ");
-            repr_str(sb, v.d->k[i].p, v.d->k[i].n);
-            inf__ct_sb_puts(sb, ": ");
-            to_repr(c, v.d->v[i], sb, depth + 1);
-        }
-        inf__ct_sb_putc(sb, '}');
-        return;
-    case V_UNDEF: inf__ct_sb_puts(sb, "Undefined"); return;
-    case V_MACRO:
-    case V_FUNC:
-    case V_METHOD: inf__ct_sb_printf(sb, "<%s>", type_name(v)); return;
-    default: to_str(c, v, sb);
-    }
-}
-
-static void json_str(asb *sb, const char *p, size_t n) {
-    inf__ct_sb_putc(sb, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        switch (ch) {
-        case '"': inf__ct_sb_puts(sb, "\\\""); break;
-        case '\\': inf__ct_sb_puts(sb, "\\\\"); break;
-        case '\n': inf__ct_sb_puts(sb, "\\n"); break;
-        case '\r': inf__ct_sb_puts(sb, "\\r"); break;
-        case '\t': inf__ct_sb_puts(sb, "\\t"); break;
-        case '\b': inf__ct_sb_puts(sb, "\\b"); break;
-        case '\f': inf__ct_sb_puts(sb, "\\f"); break;
-        default:
-            if (ch < 0x20 || ch == 0x7f)
-                inf__ct_sb_printf(sb, "\\u%04x", ch);
-            else
-                inf__ct_sb_putc(sb, (char)ch);
-        }
-    }
-    inf__ct_sb_putc(sb, '"');
-}
-
-static void json_nl(asb *sb, int indent, int level) {
-    inf__ct_sb_putc(sb, '\n');
-    for (int i = 0; i < indent * level; i++)
-        inf__ct_sb_putc(sb, ' ');
-}
-
-/* json.dumps(v, ensure_ascii=False, indent=indent) (indent < 0: none). */
-static void to_json(ct *c, val v, asb *sb, int indent, int level) {
-    if (level > CT_MAX_DEPTH) inf__ct_fail(c, "value nesting too deep");
-    step(c);
-    switch (v.t) {
-    case V_UNDEF:
-    case V_NONE: inf__ct_sb_puts(sb, "null"); return;
-    case V_BOOL: inf__ct_sb_puts(sb, v.b ? "true" : "false"); return;
-    case V_INT: inf__ct_sb_printf(sb, "%lld", (long long)v.i); return;
-    case V_FLOAT:
-        if (isnan(v.f))
-            inf__ct_sb_puts(sb, "NaN");
-        else if (isinf(v.f))
-            inf__ct_sb_puts(sb, v.f < 0 ? "-Infinity" : "Infinity");
-        else
-            fmt_float(sb, v.f);
-        return;
-    case V_STR: json_str(sb, v.s.p, v.s.n); return;
-    case V_LIST:
-        inf__ct_sb_putc(sb, '[');
-        if (!v.l->n) {
-            inf__ct_sb_putc(sb, ']');
-            return;
-        }
-        for (size_t i = 0; i < v.l->n; i++) {
-            if (i) inf__ct_sb_puts(sb, indent >= 0 ? "," : ", ");
-            if (indent >= 0) json_nl(sb, indent, level + 1);
-            to_json(c, v.l->v[i], sb, indent, level + 1);
-        }
-        if (indent >= 0) json_nl(sb, indent, level);
-        inf__ct_sb_putc(sb, ']');
-        return;
-    case V_DICT:
-        inf__ct_sb_putc(sb, '{');
-        if (!v.d->n) {
-            inf__ct_sb_putc(sb, '}');
-            return;
-        }
-        for (size_t i = 0; i < v.d->n; i++) {
-            if (i) inf__ct_sb_puts(sb, indent >= 0 ? "," : ", ");
-            if (indent >= 0) json_nl(sb, indent, level + 1);
-            json_str(sb, v.d->k[i].p, v.d->k[i].n);
-            inf__ct_sb_puts(sb, ": ");
-            to_json(c, v.d->v[i], sb, indent, level + 1);
-        }
-        if (indent >= 0) json_nl(sb, indent, level);
-        inf__ct_sb_putc(sb, '}');
-        return;
-    default: inf__ct_fail(c, "cannot serialise a %s to JSON", type_name(v));
-    }
-}
-
-/* The builder's bytes as a string value (both live in the arena). */
-static val sb_val(ct *c, asb *sb) {
-    return mk_str(sb->p ? sb->p : "", sb->n);
-}
-
-static val stringify(ct *c, val v) {
-    if (v.t == V_STR) return v;
-    asb sb = {c, NULL, 0, 0};
-    to_str(c, v, &sb);
-    return sb_val(c, &sb);
-}
-
-static bool num(val v, double *f) {
-    if (v.t == V_INT)
-        *f = (double)v.i;
-    else if (v.t == V_FLOAT)
-        *f = v.f;
-    else if (v.t == V_BOOL)
-        *f = v.b;
-    else
-        return false;
-    return true;
-}
-
-static bool vequal(ct *c, val a, val b, int depth) {
-    if (depth > CT_MAX_DEPTH) inf__ct_fail(c, "value nesting too deep");
-    double x, y;
-    if (num(a, &x) && num(b, &y)) return x == y;
-    if (a.t != b.t) return false;
-    switch (a.t) {
-    case V_UNDEF:
-    case V_NONE: return true;
-    case V_STR: return a.s.n == b.s.n && !memcmp(a.s.p, b.s.p, a.s.n);
-    case V_LIST:
-        if (a.l->n != b.l->n) return false;
-        for (size_t i = 0; i < a.l->n; i++)
-            if (!vequal(c, a.l->v[i], b.l->v[i], depth + 1)) return false;
-        return true;
-    case V_DICT:
-        if (a.d->n != b.d->n) return false;
-        for (size_t i = 0; i < a.d->n; i++) {
-            val *o = dict_find(b.d, a.d->k[i].p, a.d->k[i].n);
-            if (!o || !vequal(c, a.d->v[i], *o, depth + 1)) return false;
-        }
-        return true;
-    default: return a.m == b.m;
-    }
-}
-
-static int vcompare(ct *c, val a, val b, int line) {
-    double x, y;
-    if (num(a, &x) && num(b, &y)) return x < y ? -1 : x > y ? 1 : 0;
-    if (a.t == V_STR && b.t == V_STR) {
-        size_t n = INF_MIN(a.s.n, b.s.n);
-        int r = memcmp(a.s.p, b.s.p, n);
-        if (r) return r < 0 ? -1 : 1;
-        return a.s.n < b.s.n ? -1 : a.s.n > b.s.n ? 1 : 0;
-    }
-    inf__ct_fail(c, "line %d: cannot compare %s and %s", line, type_name(a), type_name(b));
-}
-
-static bool contains(ct *c, val hay, val needle, int line) {
-    if (hay.t == V_STR) {
-        if (needle.t != V_STR) inf__ct_fail(c, "line %d: 'in <string>' needs a string", line);
-        if (!needle.s.n) return true;
-        if (needle.s.n > hay.s.n) return false;
-        for (size_t i = 0; i + needle.s.n <= hay.s.n; i++)
-            if (!memcmp(hay.s.p + i, needle.s.p, needle.s.n)) return true;
-        return false;
-    }
-    if (hay.t == V_LIST) {
-        for (size_t i = 0; i < hay.l->n; i++)
-            if (vequal(c, hay.l->v[i], needle, 0)) return true;
-        return false;
-    }
-    if (hay.t == V_DICT) return needle.t == V_STR && dict_find(hay.d, needle.s.p, needle.s.n);
-    if (hay.t == V_UNDEF || hay.t == V_NONE) return false;
-    inf__ct_fail(c, "line %d: 'in' needs a string, list or dict, not %s", line, type_name(hay));
-}
-
-/* Normalises Python-style index i against length n; false when out of range. */
-static bool norm_index(int64_t i, size_t n, size_t *out) {
-    if (i < 0) i += (int64_t)n;
-    if (i < 0 || (uint64_t)i >= n) return false;
-    *out = (size_t)i;
-    return true;
-}
-
-static val get_item(ct *c, val obj, val key, int line) {
-    if (obj.t == V_DICT) {
-        if (key.t != V_STR) return mk_undef();
-        val *v = dict_find(obj.d, key.s.p, key.s.n);
-        return v ? *v : mk_undef();
-    }
-    if (obj.t == V_LIST || obj.t == V_STR) {
-        if (key.t != V_INT) {
-            if (key.t == V_STR) return mk_undef();
-            inf__ct_fail(c, "line %d: index must be an integer", line);
-        }
-        size_t n = obj.t == V_LIST ? obj.l->n : obj.s.n, k;
-        if (!norm_index(key.i, n, &k)) return mk_undef();
-        if (obj.t == V_LIST) return obj.l->v[k];
-        return mk_str(obj.s.p + k, 1);
-    }
-    return mk_undef();
-}
-
-static bool is_method_name(val obj, vstr name) {
-    static const char *str_m[] = {"strip",   "lstrip", "rstrip", "startswith", "endswith",
-                                  "split",   "upper",  "lower",  "title",      "capitalize",
-                                  "replace", "find",   "count",  "join",       "splitlines",
-                                  "format",  NULL};
-    static const char *list_m[] = {"append", "pop", "index", "count", "insert", "extend", NULL};
-    static const char *dict_m[] = {"items", "keys", "values", "get", "update", "pop", NULL};
-    const char **tab = obj.t == V_STR    ? str_m
-                       : obj.t == V_LIST ? list_m
-                       : obj.t == V_DICT ? dict_m
-                                         : NULL;
-    for (int i = 0; tab && tab[i]; i++)
-        if (vstr_is(name, tab[i])) return true;
-    return false;
-}
-
-static val get_attr(ct *c, val obj, vstr name) {
-    if (is_method_name(obj, name)) {
-        vmethod *m = inf__ct_alloc(c, sizeof *m);
-        m->self = obj;
-        m->name = name;
-        return (val){.t = V_METHOD, .meth = m};
-    }
-    if (obj.t == V_DICT) {
-        val *v = dict_find(obj.d, name.p, name.n);
-        return v ? *v : mk_undef();
-    }
-    return mk_undef();
-}
-
 /* ---- evaluation ----------------------------------------------------------------------------- */
 
 static val eval(ct *c, frame *f, const node *nd);
@@ -432,7 +18,7 @@ static void exec(ct *c, frame *f, const node *nd);
 
 static val lookup(frame *f, vstr name) {
     for (; f; f = f->parent) {
-        val *v = dict_find(&f->vars, name.p, name.n);
+        val *v = inf__ct_dict_find(&f->vars, name.p, name.n);
         if (v) return *v;
     }
     return mk_undef();
@@ -470,7 +56,7 @@ static val arg(const args *a, int i, const char *kw) {
 
 static val need_str(ct *c, val v, const char *what, int line) {
     if (v.t != V_STR)
-        inf__ct_fail(c, "line %d: %s needs a string, got %s", line, what, type_name(v));
+        inf__ct_fail(c, "line %d: %s needs a string, got %s", line, what, inf__ct_type_name(v));
     return v;
 }
 
@@ -522,11 +108,11 @@ static val str_replace(ct *c, val s, val from, val to, int64_t count) {
             inf__ct_sb_putc(&sb, s.s.p[i++]);
         }
     }
-    return sb_val(c, &sb);
+    return inf__ct_sb_val(c, &sb);
 }
 
 static val str_split(ct *c, val s, val sep, int64_t maxsplit) {
-    vlist *l = list_new(c, 8);
+    vlist *l = inf__ct_list_new(c, 8);
     size_t i = 0, n = s.s.n;
     const char *p = s.s.p;
     if (sep.t != V_STR) { /* whitespace split */
@@ -539,12 +125,12 @@ static val str_split(ct *c, val s, val sep, int64_t maxsplit) {
                 size_t e = n;
                 while (e > i && is_ws(p[e - 1]))
                     e--;
-                list_push(c, l, mk_str(p + i, e - i));
+                inf__ct_list_push(c, l, mk_str(p + i, e - i));
                 break;
             }
             while (j < n && !is_ws(p[j]))
                 j++;
-            list_push(c, l, mk_str(p + i, j - i));
+            inf__ct_list_push(c, l, mk_str(p + i, j - i));
             i = j;
         }
         return mk_list(l);
@@ -553,7 +139,7 @@ static val str_split(ct *c, val s, val sep, int64_t maxsplit) {
     size_t start = 0;
     while (i + sep.s.n <= n) {
         if ((maxsplit < 0 || (int64_t)l->n < maxsplit) && !memcmp(p + i, sep.s.p, sep.s.n)) {
-            list_push(c, l, mk_str(p + start, i - start));
+            inf__ct_list_push(c, l, mk_str(p + start, i - start));
             i += sep.s.n;
             start = i;
         } else {
@@ -561,37 +147,37 @@ static val str_split(ct *c, val s, val sep, int64_t maxsplit) {
         }
         step(c);
     }
-    list_push(c, l, mk_str(p + start, n - start));
+    inf__ct_list_push(c, l, mk_str(p + start, n - start));
     return mk_list(l);
 }
 
 static vlist *iter_list(ct *c, val v, int line) {
     if (v.t == V_LIST) return v.l;
-    vlist *l = list_new(c, 8);
+    vlist *l = inf__ct_list_new(c, 8);
     if (v.t == V_DICT) {
         for (size_t i = 0; i < v.d->n; i++)
-            list_push(c, l, mk_str(v.d->k[i].p, v.d->k[i].n));
+            inf__ct_list_push(c, l, mk_str(v.d->k[i].p, v.d->k[i].n));
     } else if (v.t == V_STR) {
         for (size_t i = 0; i < v.s.n;) {
             int k = inf__utf8_len((unsigned char)v.s.p[i]);
             if (k < 1 || i + (size_t)k > v.s.n) k = 1;
-            list_push(c, l, mk_str(v.s.p + i, (size_t)k));
+            inf__ct_list_push(c, l, mk_str(v.s.p + i, (size_t)k));
             i += (size_t)k;
         }
     } else if (v.t != V_UNDEF && v.t != V_NONE) {
-        inf__ct_fail(c, "line %d: %s is not iterable", line, type_name(v));
+        inf__ct_fail(c, "line %d: %s is not iterable", line, inf__ct_type_name(v));
     }
     return l;
 }
 
 static val dict_items(ct *c, vdict *d) {
-    vlist *l = list_new(c, d->n);
+    vlist *l = inf__ct_list_new(c, d->n);
     for (size_t i = 0; i < d->n; i++) {
-        vlist *pair = list_new(c, 2);
+        vlist *pair = inf__ct_list_new(c, 2);
         pair->tuple = true;
-        list_push(c, pair, mk_str(d->k[i].p, d->k[i].n));
-        list_push(c, pair, d->v[i]);
-        list_push(c, l, mk_list(pair));
+        inf__ct_list_push(c, pair, mk_str(d->k[i].p, d->k[i].n));
+        inf__ct_list_push(c, pair, d->v[i]);
+        inf__ct_list_push(c, l, mk_list(pair));
     }
     return mk_list(l);
 }
@@ -648,33 +234,33 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
             asb sb = {c, NULL, 0, 0};
             for (size_t i = 0; i < l->n; i++) {
                 if (i) inf__ct_sb_append(&sb, s.s.p, s.s.n);
-                to_str(c, l->v[i], &sb);
+                inf__ct_to_str(c, l->v[i], &sb);
             }
-            return sb_val(c, &sb);
+            return inf__ct_sb_val(c, &sb);
         }
         if (vstr_is(nm, "format")) {
             asb sb = {c, NULL, 0, 0};
             int k = 0;
             for (size_t i = 0; i < s.s.n; i++) {
                 if (s.s.p[i] == '{' && i + 1 < s.s.n && s.s.p[i + 1] == '}') {
-                    to_str(c, arg(a, k++, NULL), &sb);
+                    inf__ct_to_str(c, arg(a, k++, NULL), &sb);
                     i++;
                 } else {
                     inf__ct_sb_putc(&sb, s.s.p[i]);
                 }
             }
-            return sb_val(c, &sb);
+            return inf__ct_sb_val(c, &sb);
         }
     } else if (s.t == V_LIST) {
         vlist *l = s.l;
         if (vstr_is(nm, "append")) {
-            list_push(c, l, arg(a, 0, NULL));
+            inf__ct_list_push(c, l, arg(a, 0, NULL));
             return mk_none();
         }
         if (vstr_is(nm, "extend")) {
             vlist *o = iter_list(c, arg(a, 0, NULL), line);
             for (size_t i = 0; i < o->n; i++)
-                list_push(c, l, o->v[i]);
+                inf__ct_list_push(c, l, o->v[i]);
             return mk_none();
         }
         if (vstr_is(nm, "insert")) {
@@ -682,7 +268,7 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
             if (iv.t != V_INT) inf__ct_fail(c, "line %d: insert needs an index", line);
             int64_t i = iv.i < 0 ? iv.i + (int64_t)l->n : iv.i;
             size_t at = i < 0 ? 0 : (uint64_t)i > l->n ? l->n : (size_t)i;
-            list_push(c, l, mk_none());
+            inf__ct_list_push(c, l, mk_none());
             memmove(&l->v[at + 1], &l->v[at], (l->n - 1 - at) * sizeof(val));
             l->v[at] = arg(a, 1, NULL);
             return mk_none();
@@ -690,7 +276,7 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
         if (vstr_is(nm, "pop")) {
             val iv = arg(a, 0, NULL);
             size_t k;
-            if (!norm_index(iv.t == V_INT ? iv.i : -1, l->n, &k))
+            if (!inf__ct_norm_index(iv.t == V_INT ? iv.i : -1, l->n, &k))
                 inf__ct_fail(c, "line %d: pop index out of range", line);
             val r = l->v[k];
             memmove(&l->v[k], &l->v[k + 1], (l->n - k - 1) * sizeof(val));
@@ -701,7 +287,7 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
             val x = arg(a, 0, NULL);
             int64_t cnt = 0;
             for (size_t i = 0; i < l->n; i++)
-                if (vequal(c, l->v[i], x, 0)) {
+                if (inf__ct_vequal(c, l->v[i], x, 0)) {
                     if (vstr_is(nm, "index")) return mk_int((int64_t)i);
                     cnt++;
                 }
@@ -712,14 +298,14 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
         vdict *d = s.d;
         if (vstr_is(nm, "items")) return dict_items(c, d);
         if (vstr_is(nm, "keys") || vstr_is(nm, "values")) {
-            vlist *l = list_new(c, d->n);
+            vlist *l = inf__ct_list_new(c, d->n);
             for (size_t i = 0; i < d->n; i++)
-                list_push(c, l, vstr_is(nm, "keys") ? mk_str(d->k[i].p, d->k[i].n) : d->v[i]);
+                inf__ct_list_push(c, l, vstr_is(nm, "keys") ? mk_str(d->k[i].p, d->k[i].n) : d->v[i]);
             return mk_list(l);
         }
         if (vstr_is(nm, "get") || vstr_is(nm, "pop")) {
             val k = arg(a, 0, NULL), def = arg(a, 1, NULL);
-            val *v = k.t == V_STR ? dict_find(d, k.s.p, k.s.n) : NULL;
+            val *v = k.t == V_STR ? inf__ct_dict_find(d, k.s.p, k.s.n) : NULL;
             if (!v) return a->npos > 1 ? def : mk_none();
             val r = *v;
             if (vstr_is(nm, "pop")) {
@@ -734,13 +320,13 @@ static val call_method(ct *c, vmethod *m, args *a, int line) {
             val o = arg(a, 0, NULL);
             if (o.t == V_DICT)
                 for (size_t i = 0; i < o.d->n; i++)
-                    dict_set(c, d, o.d->k[i].p, o.d->k[i].n, o.d->v[i]);
+                    inf__ct_dict_set(c, d, o.d->k[i].p, o.d->k[i].n, o.d->v[i]);
             for (int i = 0; i < a->nkw; i++)
-                dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
+                inf__ct_dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
             return mk_none();
         }
     }
-    inf__ct_fail(c, "line %d: unknown method '%.*s' of %s", line, (int)nm.n, nm.p, type_name(s));
+    inf__ct_fail(c, "line %d: unknown method '%.*s' of %s", line, (int)nm.n, nm.p, inf__ct_type_name(s));
 }
 
 static val call_macro(ct *c, const node *m, args *a, int line) {
@@ -751,7 +337,7 @@ static val call_macro(ct *c, const node *m, args *a, int line) {
             for (int k = 0; k < a->nkw; k++)
                 if (vstr_eq(a->kwn[k], m->kwn[i].p, m->kwn[i].n)) v = a->kwv[k];
         if (v.t == V_UNDEF && m->kwv[i]) v = eval(c, c->globals, m->kwv[i]);
-        dict_set(c, &fr.vars, m->kwn[i].p, m->kwn[i].n, v);
+        inf__ct_dict_set(c, &fr.vars, m->kwn[i].p, m->kwn[i].n, v);
     }
     enter(c);
     asb *saved = c->out, sb = {c, NULL, 0, 0};
@@ -761,16 +347,16 @@ static val call_macro(ct *c, const node *m, args *a, int line) {
     c->brk = 0;
     leave(c);
     (void)line;
-    return sb_val(c, &sb);
+    return inf__ct_sb_val(c, &sb);
 }
 
 static val call_value(ct *c, val fn, args *a, int line) {
     if (fn.t == V_METHOD) return call_method(c, fn.meth, a, line);
     if (fn.t == V_MACRO) return call_macro(c, fn.m, a, line);
-    if (fn.t != V_FUNC) inf__ct_fail(c, "line %d: %s is not callable", line, type_name(fn));
+    if (fn.t != V_FUNC) inf__ct_fail(c, "line %d: %s is not callable", line, inf__ct_type_name(fn));
     switch (fn.fn) {
     case FN_RAISE: {
-        val msg = stringify(c, arg(a, 0, NULL));
+        val msg = inf__ct_stringify(c, arg(a, 0, NULL));
         inf__ct_fail(c, "%.*s", (int)INF_MIN(msg.s.n, 200), msg.s.p);
     }
     case FN_RANGE: {
@@ -785,22 +371,22 @@ static val call_value(ct *c, val fn, args *a, int line) {
             hi = x.i;
         }
         if (st == 0) inf__ct_fail(c, "line %d: range() step is zero", line);
-        vlist *l = list_new(c, 8);
+        vlist *l = inf__ct_list_new(c, 8);
         for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
             step(c);
-            list_push(c, l, mk_int(i));
+            inf__ct_list_push(c, l, mk_int(i));
         }
         return mk_list(l);
     }
     case FN_NAMESPACE:
     case FN_DICT: {
-        vdict *d = dict_new(c);
+        vdict *d = inf__ct_dict_new(c);
         val base = arg(a, 0, NULL);
         if (base.t == V_DICT)
             for (size_t i = 0; i < base.d->n; i++)
-                dict_set(c, d, base.d->k[i].p, base.d->k[i].n, base.d->v[i]);
+                inf__ct_dict_set(c, d, base.d->k[i].p, base.d->k[i].n, base.d->v[i]);
         for (int i = 0; i < a->nkw; i++)
-            dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
+            inf__ct_dict_set(c, d, a->kwn[i].p, a->kwn[i].n, a->kwv[i]);
         return mk_dict(d);
     }
     case FN_STRFTIME: {
@@ -845,20 +431,20 @@ static bool run_test(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "eq") || vstr_is(name, "equalto") || vstr_is(name, "sameas") ||
         vstr_is(name, "=="))
-        return vequal(c, v, arg(a, 0, NULL), 0);
-    if (vstr_is(name, "ne") || vstr_is(name, "!=")) return !vequal(c, v, arg(a, 0, NULL), 0);
-    if (vstr_is(name, "lt")) return vcompare(c, v, arg(a, 0, NULL), line) < 0;
-    if (vstr_is(name, "le")) return vcompare(c, v, arg(a, 0, NULL), line) <= 0;
-    if (vstr_is(name, "gt")) return vcompare(c, v, arg(a, 0, NULL), line) > 0;
-    if (vstr_is(name, "ge")) return vcompare(c, v, arg(a, 0, NULL), line) >= 0;
-    if (vstr_is(name, "in")) return contains(c, arg(a, 0, NULL), v, line);
+        return inf__ct_vequal(c, v, arg(a, 0, NULL), 0);
+    if (vstr_is(name, "ne") || vstr_is(name, "!=")) return !inf__ct_vequal(c, v, arg(a, 0, NULL), 0);
+    if (vstr_is(name, "lt")) return inf__ct_vcompare(c, v, arg(a, 0, NULL), line) < 0;
+    if (vstr_is(name, "le")) return inf__ct_vcompare(c, v, arg(a, 0, NULL), line) <= 0;
+    if (vstr_is(name, "gt")) return inf__ct_vcompare(c, v, arg(a, 0, NULL), line) > 0;
+    if (vstr_is(name, "ge")) return inf__ct_vcompare(c, v, arg(a, 0, NULL), line) >= 0;
+    if (vstr_is(name, "in")) return inf__ct_contains(c, arg(a, 0, NULL), v, line);
     (void)x;
     inf__ct_fail(c, "line %d: unknown test '%.*s'", line, (int)name.n, name.p);
 }
 
 /* selectattr/rejectattr/select/reject: keeps items whose (attribute) passes the test. */
 static val filter_select(ct *c, val v, args *a, bool attr, bool keep, int line) {
-    vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
+    vlist *l = iter_list(c, v, line), *r = inf__ct_list_new(c, l->n);
     val aname = attr ? need_str(c, arg(a, 0, NULL), "selectattr", line) : mk_undef();
     int first = attr ? 1 : 0;
     val tname = arg(a, first, NULL);
@@ -868,22 +454,22 @@ static val filter_select(ct *c, val v, args *a, bool attr, bool keep, int line) 
         rest.npos = a->npos - first - 1;
     }
     for (size_t i = 0; i < l->n; i++) {
-        val x = attr ? get_attr(c, l->v[i], (vstr){aname.s.p, aname.s.n}) : l->v[i];
+        val x = attr ? inf__ct_get_attr(c, l->v[i], (vstr){aname.s.p, aname.s.n}) : l->v[i];
         bool ok = tname.t == V_STR ? run_test(c, (vstr){tname.s.p, tname.s.n}, x, &rest, line)
-                                   : truthy(x);
-        if (ok == keep) list_push(c, r, l->v[i]);
+                                   : inf__ct_truthy(x);
+        if (ok == keep) inf__ct_list_push(c, r, l->v[i]);
     }
     return mk_list(r);
 }
 
 static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     if (vstr_is(name, "trim")) {
-        if (v.t != V_STR) v = stringify(c, v);
+        if (v.t != V_STR) v = inf__ct_stringify(c, v);
         return str_strip(v, arg(a, 0, "chars"), true, true);
     }
     if (vstr_is(name, "upper") || vstr_is(name, "lower") || vstr_is(name, "title") ||
         vstr_is(name, "capitalize")) {
-        v = stringify(c, v);
+        v = inf__ct_stringify(c, v);
         int mode = vstr_is(name, "upper")   ? 0
                    : vstr_is(name, "lower") ? 1
                    : vstr_is(name, "title") ? 2
@@ -900,7 +486,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         if (v.t == V_LIST) return mk_int((int64_t)v.l->n);
         if (v.t == V_DICT) return mk_int((int64_t)v.d->n);
         if (v.t == V_UNDEF) return mk_int(0);
-        inf__ct_fail(c, "line %d: %s has no length", line, type_name(v));
+        inf__ct_fail(c, "line %d: %s has no length", line, inf__ct_type_name(v));
     }
     if (vstr_is(name, "first") || vstr_is(name, "last")) {
         vlist *l = iter_list(c, v, line);
@@ -908,8 +494,8 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         return vstr_is(name, "first") ? l->v[0] : l->v[l->n - 1];
     }
     if (vstr_is(name, "default") || vstr_is(name, "d")) {
-        bool boolean = truthy(arg(a, 1, "boolean"));
-        if (v.t == V_UNDEF || (boolean && !truthy(v))) {
+        bool boolean = inf__ct_truthy(arg(a, 1, "boolean"));
+        if (v.t == V_UNDEF || (boolean && !inf__ct_truthy(v))) {
             val d = arg(a, 0, "default_value");
             return d.t == V_UNDEF ? mk_str("", 0) : d;
         }
@@ -918,26 +504,26 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     if (vstr_is(name, "join")) {
         vlist *l = iter_list(c, v, line);
         val sep = arg(a, 0, "d"), at = arg(a, 1, "attribute");
-        if (sep.t != V_UNDEF) sep = stringify(c, sep);
+        if (sep.t != V_UNDEF) sep = inf__ct_stringify(c, sep);
         asb sb = {c, NULL, 0, 0};
         for (size_t i = 0; i < l->n; i++) {
             if (i && sep.t == V_STR) inf__ct_sb_append(&sb, sep.s.p, sep.s.n);
             val x = l->v[i];
-            if (at.t == V_STR) x = get_attr(c, x, (vstr){at.s.p, at.s.n});
-            to_str(c, x, &sb);
+            if (at.t == V_STR) x = inf__ct_get_attr(c, x, (vstr){at.s.p, at.s.n});
+            inf__ct_to_str(c, x, &sb);
         }
-        return sb_val(c, &sb);
+        return inf__ct_sb_val(c, &sb);
     }
     if (vstr_is(name, "tojson")) {
         val ind = arg(a, 0, "indent");
         asb sb = {c, NULL, 0, 0};
-        to_json(c, v, &sb, ind.t == V_INT ? (int)INF_MIN(INF_MAX(ind.i, 0), 16) : -1, 0);
-        return sb_val(c, &sb);
+        inf__ct_to_json(c, v, &sb, ind.t == V_INT ? (int)INF_MIN(INF_MAX(ind.i, 0), 16) : -1, 0);
+        return inf__ct_sb_val(c, &sb);
     }
-    if (vstr_is(name, "string")) return stringify(c, v);
+    if (vstr_is(name, "string")) return inf__ct_stringify(c, v);
     if (vstr_is(name, "safe") || vstr_is(name, "e") || vstr_is(name, "escape")) {
         if (vstr_is(name, "safe")) return v;
-        v = stringify(c, v);
+        v = inf__ct_stringify(c, v);
         asb sb = {c, NULL, 0, 0};
         for (size_t i = 0; i < v.s.n; i++) {
             char ch = v.s.p[i];
@@ -954,11 +540,11 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
             else
                 inf__ct_sb_putc(&sb, ch);
         }
-        return sb_val(c, &sb);
+        return inf__ct_sb_val(c, &sb);
     }
     if (vstr_is(name, "int")) {
         double x;
-        if (num(v, &x)) return mk_int((int64_t)x);
+        if (inf__ct_num(v, &x)) return mk_int((int64_t)x);
         if (v.t == V_STR) {
             char *z = inf__ct_strndup(c, v.s.p, v.s.n);
             return mk_int(strtoll(z, NULL, 10));
@@ -967,7 +553,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "float")) {
         double x;
-        if (num(v, &x)) return mk_float(x);
+        if (inf__ct_num(v, &x)) return mk_float(x);
         if (v.t == V_STR) return mk_float(strtod(inf__ct_strndup(c, v.s.p, v.s.n), NULL));
         return mk_float(0);
     }
@@ -978,15 +564,15 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "round")) {
         double x;
-        if (!num(v, &x)) inf__ct_fail(c, "line %d: round needs a number", line);
+        if (!inf__ct_num(v, &x)) inf__ct_fail(c, "line %d: round needs a number", line);
         val p = arg(a, 0, "precision");
         double s = pow(10, p.t == V_INT ? (double)p.i : 0);
         return mk_float(round(x * s) / s);
     }
     if (vstr_is(name, "list")) {
-        vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
+        vlist *l = iter_list(c, v, line), *r = inf__ct_list_new(c, l->n);
         for (size_t i = 0; i < l->n; i++)
-            list_push(c, r, l->v[i]);
+            inf__ct_list_push(c, r, l->v[i]);
         return mk_list(r);
     }
     if (vstr_is(name, "reverse")) {
@@ -996,20 +582,20 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
                 d[i] = v.s.p[v.s.n - 1 - i];
             return mk_str(d, v.s.n);
         }
-        vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
+        vlist *l = iter_list(c, v, line), *r = inf__ct_list_new(c, l->n);
         for (size_t i = l->n; i-- > 0;)
-            list_push(c, r, l->v[i]);
+            inf__ct_list_push(c, r, l->v[i]);
         return mk_list(r);
     }
     if (vstr_is(name, "replace")) {
-        v = stringify(c, v);
-        val from = stringify(c, arg(a, 0, "old")), to = stringify(c, arg(a, 1, "new"));
+        v = inf__ct_stringify(c, v);
+        val from = inf__ct_stringify(c, arg(a, 0, "old")), to = inf__ct_stringify(c, arg(a, 1, "new"));
         val cnt = arg(a, 2, "count");
         return str_replace(c, v, from, to, cnt.t == V_INT ? cnt.i : -1);
     }
     if (vstr_is(name, "items")) {
         if (v.t == V_DICT) return dict_items(c, v.d);
-        if (v.t == V_UNDEF) return mk_list(list_new(c, 1));
+        if (v.t == V_UNDEF) return mk_list(inf__ct_list_new(c, 1));
         inf__ct_fail(c, "line %d: items needs a dict", line);
     }
     if (vstr_is(name, "selectattr")) return filter_select(c, v, a, true, true, line);
@@ -1017,14 +603,14 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     if (vstr_is(name, "select")) return filter_select(c, v, a, false, true, line);
     if (vstr_is(name, "reject")) return filter_select(c, v, a, false, false, line);
     if (vstr_is(name, "map")) {
-        vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
+        vlist *l = iter_list(c, v, line), *r = inf__ct_list_new(c, l->n);
         val at = arg(a, -1, "attribute"), fname = arg(a, 0, NULL);
         for (size_t i = 0; i < l->n; i++) {
             if (at.t == V_STR) {
-                list_push(c, r, get_attr(c, l->v[i], (vstr){at.s.p, at.s.n}));
+                inf__ct_list_push(c, r, inf__ct_get_attr(c, l->v[i], (vstr){at.s.p, at.s.n}));
             } else if (fname.t == V_STR) {
                 args none = {0};
-                list_push(c, r,
+                inf__ct_list_push(c, r,
                           apply_filter(c, (vstr){fname.s.p, fname.s.n}, l->v[i], &none, line));
             } else {
                 inf__ct_fail(c, "line %d: map needs attribute= or a filter name", line);
@@ -1033,18 +619,18 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         return mk_list(r);
     }
     if (vstr_is(name, "unique")) {
-        vlist *l = iter_list(c, v, line), *r = list_new(c, l->n);
+        vlist *l = iter_list(c, v, line), *r = inf__ct_list_new(c, l->n);
         for (size_t i = 0; i < l->n; i++)
-            if (!contains(c, mk_list(r), l->v[i], line)) list_push(c, r, l->v[i]);
+            if (!inf__ct_contains(c, mk_list(r), l->v[i], line)) inf__ct_list_push(c, r, l->v[i]);
         return mk_list(r);
     }
     if (vstr_is(name, "indent")) {
-        v = stringify(c, v);
+        v = inf__ct_stringify(c, v);
         val w = arg(a, 0, "width"), first = arg(a, 1, "first");
         int width = w.t == V_INT ? (int)INF_MIN(INF_MAX(w.i, 0), 64) : 4;
         asb sb = {c, NULL, 0, 0};
         for (size_t i = 0; i < v.s.n; i++) {
-            if (i == 0 && truthy(first))
+            if (i == 0 && inf__ct_truthy(first))
                 for (int k = 0; k < width; k++)
                     inf__ct_sb_putc(&sb, ' ');
             inf__ct_sb_putc(&sb, v.s.p[i]);
@@ -1052,10 +638,10 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
                 for (int k = 0; k < width; k++)
                     inf__ct_sb_putc(&sb, ' ');
         }
-        return sb_val(c, &sb);
+        return inf__ct_sb_val(c, &sb);
     }
     if (vstr_is(name, "wordcount")) {
-        v = stringify(c, v);
+        v = inf__ct_stringify(c, v);
         return mk_int((int64_t)str_split(c, v, mk_undef(), -1).l->n);
     }
     if (vstr_is(name, "min") || vstr_is(name, "max") || vstr_is(name, "sum")) {
@@ -1065,7 +651,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
             bool fl = false;
             for (size_t i = 0; i < l->n; i++) {
                 double x;
-                if (!num(l->v[i], &x)) inf__ct_fail(c, "line %d: sum needs numbers", line);
+                if (!inf__ct_num(l->v[i], &x)) inf__ct_fail(c, "line %d: sum needs numbers", line);
                 fl |= l->v[i].t == V_FLOAT;
                 s += x;
             }
@@ -1074,7 +660,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         if (!l->n) return mk_undef();
         val best = l->v[0];
         for (size_t i = 1; i < l->n; i++) {
-            int r = vcompare(c, l->v[i], best, line);
+            int r = inf__ct_vcompare(c, l->v[i], best, line);
             if (vstr_is(name, "min") ? r < 0 : r > 0) best = l->v[i];
         }
         return best;
@@ -1084,7 +670,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         val items = dict_items(c, v.d);
         vlist *l = items.l;
         for (size_t i = 1; i < l->n; i++) /* insertion sort: dicts here are small */
-            for (size_t j = i; j > 0 && vcompare(c, l->v[j - 1].l->v[0], l->v[j].l->v[0], line) > 0;
+            for (size_t j = i; j > 0 && inf__ct_vcompare(c, l->v[j - 1].l->v[0], l->v[j].l->v[0], line) > 0;
                  j--) {
                 val t = l->v[j];
                 l->v[j] = l->v[j - 1];
@@ -1098,9 +684,9 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
 static val arith(ct *c, const char *op, val x, val y, int line) {
     if (!strcmp(op, "~")) {
         asb sb = {c, NULL, 0, 0};
-        to_str(c, x, &sb);
-        to_str(c, y, &sb);
-        return sb_val(c, &sb);
+        inf__ct_to_str(c, x, &sb);
+        inf__ct_to_str(c, y, &sb);
+        return inf__ct_sb_val(c, &sb);
     }
     if (!strcmp(op, "+")) {
         if (x.t == V_UNDEF && y.t == V_STR) return y;
@@ -1114,11 +700,11 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
             return mk_str(d, n);
         }
         if (x.t == V_LIST && y.t == V_LIST) {
-            vlist *l = list_new(c, x.l->n + y.l->n);
+            vlist *l = inf__ct_list_new(c, x.l->n + y.l->n);
             for (size_t i = 0; i < x.l->n; i++)
-                list_push(c, l, x.l->v[i]);
+                inf__ct_list_push(c, l, x.l->v[i]);
             for (size_t i = 0; i < y.l->n; i++)
-                list_push(c, l, y.l->v[i]);
+                inf__ct_list_push(c, l, y.l->v[i]);
             return mk_list(l);
         }
     }
@@ -1133,9 +719,9 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
         return mk_str(d, s.s.n * (size_t)k);
     }
     double a, b;
-    if (!num(x, &a) || !num(y, &b))
+    if (!inf__ct_num(x, &a) || !inf__ct_num(y, &b))
         inf__ct_fail(c, "line %d: unsupported operand types for %s: %s and %s", line, op,
-                     type_name(x), type_name(y));
+                     inf__ct_type_name(x), inf__ct_type_name(y));
     bool ints = x.t != V_FLOAT && y.t != V_FLOAT;
     if (!strcmp(op, "/")) {
         if (b == 0) inf__ct_fail(c, "line %d: division by zero", line);
@@ -1184,7 +770,7 @@ static val eval_slice(ct *c, frame *f, const node *nd, val obj) {
     int64_t n = obj.t == V_LIST ? (int64_t)obj.l->n : obj.t == V_STR ? (int64_t)obj.s.n : -1;
     if (n < 0) {
         if (obj.t == V_UNDEF || obj.t == V_NONE) return mk_undef();
-        inf__ct_fail(c, "line %d: cannot slice %s", nd->line, type_name(obj));
+        inf__ct_fail(c, "line %d: cannot slice %s", nd->line, inf__ct_type_name(obj));
     }
     int64_t s = st.t == V_INT ? st.i : 1;
     if (s == 0) inf__ct_fail(c, "line %d: slice step is zero", nd->line);
@@ -1205,15 +791,15 @@ static val eval_slice(ct *c, frame *f, const node *nd, val obj) {
         if (b < -1) b = -1;
     }
     if (obj.t == V_STR && s == 1) return mk_str(obj.s.p + a, b > a ? (size_t)(b - a) : 0);
-    vlist *r = list_new(c, 8);
+    vlist *r = inf__ct_list_new(c, 8);
     asb sb = {c, NULL, 0, 0};
     for (int64_t i = a; s > 0 ? i < b : i > b; i += s) {
         if (obj.t == V_LIST)
-            list_push(c, r, obj.l->v[i]);
+            inf__ct_list_push(c, r, obj.l->v[i]);
         else
             inf__ct_sb_putc(&sb, obj.s.p[i]);
     }
-    if (obj.t == V_STR) return sb_val(c, &sb);
+    if (obj.t == V_STR) return inf__ct_sb_val(c, &sb);
     return mk_list(r);
 }
 
@@ -1225,30 +811,30 @@ static val eval(ct *c, frame *f, const node *nd) {
     case N_LIT: r = nd->lit; break;
     case N_NAME: r = lookup(f, nd->name); break;
     case N_LIST: {
-        vlist *l = list_new(c, (size_t)nd->nargs);
+        vlist *l = inf__ct_list_new(c, (size_t)nd->nargs);
         l->tuple = nd->op[0] == 't';
         for (int i = 0; i < nd->nargs; i++)
-            list_push(c, l, eval(c, f, nd->args[i]));
+            inf__ct_list_push(c, l, eval(c, f, nd->args[i]));
         r = mk_list(l);
         break;
     }
     case N_DICT: {
-        vdict *d = dict_new(c);
+        vdict *d = inf__ct_dict_new(c);
         for (int i = 0; i + 1 < nd->nargs; i += 2) {
             val k = eval(c, f, nd->args[i]);
-            if (k.t != V_STR) k = stringify(c, k);
-            dict_set(c, d, k.s.p, k.s.n, eval(c, f, nd->args[i + 1]));
+            if (k.t != V_STR) k = inf__ct_stringify(c, k);
+            inf__ct_dict_set(c, d, k.s.p, k.s.n, eval(c, f, nd->args[i + 1]));
         }
         r = mk_dict(d);
         break;
     }
-    case N_ATTR: r = get_attr(c, eval(c, f, nd->a), nd->name); break;
+    case N_ATTR: r = inf__ct_get_attr(c, eval(c, f, nd->a), nd->name); break;
     case N_INDEX: {
         val obj = eval(c, f, nd->a), key = eval(c, f, nd->b);
-        if (key.t == V_STR && is_method_name(obj, (vstr){key.s.p, key.s.n}) && obj.t != V_DICT)
-            r = get_attr(c, obj, (vstr){key.s.p, key.s.n});
+        if (key.t == V_STR && inf__ct_is_method_name(obj, (vstr){key.s.p, key.s.n}) && obj.t != V_DICT)
+            r = inf__ct_get_attr(c, obj, (vstr){key.s.p, key.s.n});
         else
-            r = get_item(c, obj, key, nd->line);
+            r = inf__ct_get_item(c, obj, key, nd->line);
         break;
     }
     case N_SLICE: r = eval_slice(c, f, nd, eval(c, f, nd->a)); break;
@@ -1279,22 +865,22 @@ static val eval(ct *c, frame *f, const node *nd) {
         else if (v.t == V_FLOAT)
             r = mk_float(nd->kind == N_NEG ? -v.f : v.f);
         else
-            inf__ct_fail(c, "line %d: bad operand for unary minus: %s", nd->line, type_name(v));
+            inf__ct_fail(c, "line %d: bad operand for unary minus: %s", nd->line, inf__ct_type_name(v));
         break;
     }
-    case N_NOT: r = mk_bool(!truthy(eval(c, f, nd->a))); break;
+    case N_NOT: r = mk_bool(!inf__ct_truthy(eval(c, f, nd->a))); break;
     case N_AND: {
         val x = eval(c, f, nd->a);
-        r = truthy(x) ? eval(c, f, nd->b) : x;
+        r = inf__ct_truthy(x) ? eval(c, f, nd->b) : x;
         break;
     }
     case N_OR: {
         val x = eval(c, f, nd->a);
-        r = truthy(x) ? x : eval(c, f, nd->b);
+        r = inf__ct_truthy(x) ? x : eval(c, f, nd->b);
         break;
     }
     case N_COND:
-        if (truthy(eval(c, f, nd->a)))
+        if (inf__ct_truthy(eval(c, f, nd->a)))
             r = eval(c, f, nd->b);
         else
             r = nd->c ? eval(c, f, nd->c) : mk_undef();
@@ -1303,21 +889,21 @@ static val eval(ct *c, frame *f, const node *nd) {
         val x = eval(c, f, nd->a), y = eval(c, f, nd->b);
         const char *op = nd->op;
         if (!strcmp(op, "=="))
-            r = mk_bool(vequal(c, x, y, 0));
+            r = mk_bool(inf__ct_vequal(c, x, y, 0));
         else if (!strcmp(op, "!="))
-            r = mk_bool(!vequal(c, x, y, 0));
+            r = mk_bool(!inf__ct_vequal(c, x, y, 0));
         else if (!strcmp(op, "<"))
-            r = mk_bool(vcompare(c, x, y, nd->line) < 0);
+            r = mk_bool(inf__ct_vcompare(c, x, y, nd->line) < 0);
         else if (!strcmp(op, "<="))
-            r = mk_bool(vcompare(c, x, y, nd->line) <= 0);
+            r = mk_bool(inf__ct_vcompare(c, x, y, nd->line) <= 0);
         else if (!strcmp(op, ">"))
-            r = mk_bool(vcompare(c, x, y, nd->line) > 0);
+            r = mk_bool(inf__ct_vcompare(c, x, y, nd->line) > 0);
         else if (!strcmp(op, ">="))
-            r = mk_bool(vcompare(c, x, y, nd->line) >= 0);
+            r = mk_bool(inf__ct_vcompare(c, x, y, nd->line) >= 0);
         else if (!strcmp(op, "in"))
-            r = mk_bool(contains(c, y, x, nd->line));
+            r = mk_bool(inf__ct_contains(c, y, x, nd->line));
         else if (!strcmp(op, "ni"))
-            r = mk_bool(!contains(c, y, x, nd->line));
+            r = mk_bool(!inf__ct_contains(c, y, x, nd->line));
         else
             r = arith(c, op, x, y, nd->line);
         break;
@@ -1337,16 +923,16 @@ static void exec_for(ct *c, frame *f, const node *nd) {
     frame fr = {.parent = f};
     vlist *items = src;
     if (nd->d) { /* loop filter: evaluated per item with the targets bound */
-        items = list_new(c, src->n);
+        items = inf__ct_list_new(c, src->n);
         for (size_t i = 0; i < src->n; i++) {
             frame tf = {.parent = f};
             if (nd->nkw == 1) {
-                dict_set(c, &tf.vars, nd->kwn[0].p, nd->kwn[0].n, src->v[i]);
+                inf__ct_dict_set(c, &tf.vars, nd->kwn[0].p, nd->kwn[0].n, src->v[i]);
             } else if (src->v[i].t == V_LIST) {
                 for (int k = 0; k < nd->nkw && (size_t)k < src->v[i].l->n; k++)
-                    dict_set(c, &tf.vars, nd->kwn[k].p, nd->kwn[k].n, src->v[i].l->v[k]);
+                    inf__ct_dict_set(c, &tf.vars, nd->kwn[k].p, nd->kwn[k].n, src->v[i].l->v[k]);
             }
-            if (truthy(eval(c, &tf, nd->d))) list_push(c, items, src->v[i]);
+            if (inf__ct_truthy(eval(c, &tf, nd->d))) inf__ct_list_push(c, items, src->v[i]);
         }
     }
     size_t n = items->n;
@@ -1354,32 +940,32 @@ static void exec_for(ct *c, frame *f, const node *nd) {
         if (nd->c) exec(c, f, nd->c);
         return;
     }
-    vdict *loop = dict_new(c);
+    vdict *loop = inf__ct_dict_new(c);
     for (size_t i = 0; i < n; i++) {
         step(c);
         fr.vars.n = 0;
         val it = items->v[i];
         if (nd->nkw == 1) {
-            dict_set(c, &fr.vars, nd->kwn[0].p, nd->kwn[0].n, it);
+            inf__ct_dict_set(c, &fr.vars, nd->kwn[0].p, nd->kwn[0].n, it);
         } else {
             vlist *parts = iter_list(c, it, nd->line);
             if ((int)parts->n != nd->nkw)
                 inf__ct_fail(c, "line %d: cannot unpack %zu values into %d targets", nd->line,
                              parts->n, nd->nkw);
             for (int k = 0; k < nd->nkw; k++)
-                dict_set(c, &fr.vars, nd->kwn[k].p, nd->kwn[k].n, parts->v[k]);
+                inf__ct_dict_set(c, &fr.vars, nd->kwn[k].p, nd->kwn[k].n, parts->v[k]);
         }
-        loop = dict_new(c); /* a fresh dict: the previous one may have been captured */
-        dict_set(c, loop, "index", 5, mk_int((int64_t)i + 1));
-        dict_set(c, loop, "index0", 6, mk_int((int64_t)i));
-        dict_set(c, loop, "revindex", 8, mk_int((int64_t)(n - i)));
-        dict_set(c, loop, "revindex0", 9, mk_int((int64_t)(n - i - 1)));
-        dict_set(c, loop, "first", 5, mk_bool(i == 0));
-        dict_set(c, loop, "last", 4, mk_bool(i + 1 == n));
-        dict_set(c, loop, "length", 6, mk_int((int64_t)n));
-        dict_set(c, loop, "previtem", 8, i > 0 ? items->v[i - 1] : mk_undef());
-        dict_set(c, loop, "nextitem", 8, i + 1 < n ? items->v[i + 1] : mk_undef());
-        dict_set(c, &fr.vars, "loop", 4, mk_dict(loop));
+        loop = inf__ct_dict_new(c); /* a fresh dict: the previous one may have been captured */
+        inf__ct_dict_set(c, loop, "index", 5, mk_int((int64_t)i + 1));
+        inf__ct_dict_set(c, loop, "index0", 6, mk_int((int64_t)i));
+        inf__ct_dict_set(c, loop, "revindex", 8, mk_int((int64_t)(n - i)));
+        inf__ct_dict_set(c, loop, "revindex0", 9, mk_int((int64_t)(n - i - 1)));
+        inf__ct_dict_set(c, loop, "first", 5, mk_bool(i == 0));
+        inf__ct_dict_set(c, loop, "last", 4, mk_bool(i + 1 == n));
+        inf__ct_dict_set(c, loop, "length", 6, mk_int((int64_t)n));
+        inf__ct_dict_set(c, loop, "previtem", 8, i > 0 ? items->v[i - 1] : mk_undef());
+        inf__ct_dict_set(c, loop, "nextitem", 8, i + 1 < n ? items->v[i + 1] : mk_undef());
+        inf__ct_dict_set(c, &fr.vars, "loop", 4, mk_dict(loop));
         exec(c, &fr, nd->b);
         if (c->brk == 1) {
             c->brk = 0;
@@ -1404,13 +990,13 @@ static void exec(ct *c, frame *f, const node *nd) {
             emit(c, v.s.p, v.s.n);
         } else {
             asb sb = {c, NULL, 0, 0};
-            to_str(c, v, &sb);
+            inf__ct_to_str(c, v, &sb);
             emit(c, sb.p, sb.n);
         }
         break;
     }
     case S_IF:
-        if (truthy(eval(c, f, nd->a)))
+        if (inf__ct_truthy(eval(c, f, nd->a)))
             exec(c, f, nd->b);
         else if (nd->c)
             exec(c, f, nd->c);
@@ -1423,9 +1009,9 @@ static void exec(ct *c, frame *f, const node *nd) {
             if (ns.t != V_DICT)
                 inf__ct_fail(c, "line %d: '%.*s' is not a namespace", nd->line, (int)nd->name.n,
                              nd->name.p);
-            dict_set(c, ns.d, nd->name2.p, nd->name2.n, v);
+            inf__ct_dict_set(c, ns.d, nd->name2.p, nd->name2.n, v);
         } else {
-            dict_set(c, &f->vars, nd->name.p, nd->name.n, v);
+            inf__ct_dict_set(c, &f->vars, nd->name.p, nd->name.n, v);
         }
         break;
     }
@@ -1434,11 +1020,11 @@ static void exec(ct *c, frame *f, const node *nd) {
         c->out = &sb;
         exec(c, f, nd->b);
         c->out = saved;
-        dict_set(c, &f->vars, nd->name.p, nd->name.n, sb_val(c, &sb));
+        inf__ct_dict_set(c, &f->vars, nd->name.p, nd->name.n, inf__ct_sb_val(c, &sb));
         break;
     }
     case S_MACRO:
-        dict_set(c, &f->vars, nd->name.p, nd->name.n, (val){.t = V_MACRO, .m = nd});
+        inf__ct_dict_set(c, &f->vars, nd->name.p, nd->name.n, (val){.t = V_MACRO, .m = nd});
         break;
     case S_BREAK: c->brk = 1; break;
     case S_CONTINUE: c->brk = 2; break;
@@ -1469,24 +1055,24 @@ static char *render(ct *c) {
     frame *g = inf__ct_alloc(c, sizeof *g);
     memset(g, 0, sizeof *g);
     c->globals = g;
-    vlist *ml = list_new(c, in->n);
+    vlist *ml = inf__ct_list_new(c, in->n);
     for (size_t i = 0; i < in->n; i++) {
         const inf_chat_message *m = &in->msgs[i];
         if (!m->role || !m->content) inf__ct_fail(c, "message %zu has no role or content", i);
-        vdict *d = dict_new(c);
-        dict_set(c, d, "role", 4, mk_str(m->role, strlen(m->role)));
-        dict_set(c, d, "content", 7, mk_str(m->content, strlen(m->content)));
-        list_push(c, ml, mk_dict(d));
+        vdict *d = inf__ct_dict_new(c);
+        inf__ct_dict_set(c, d, "role", 4, mk_str(m->role, strlen(m->role)));
+        inf__ct_dict_set(c, d, "content", 7, mk_str(m->content, strlen(m->content)));
+        inf__ct_list_push(c, ml, mk_dict(d));
     }
-    dict_set(c, &g->vars, "messages", 8, mk_list(ml));
-    dict_set(c, &g->vars, "add_generation_prompt", 21, mk_bool(in->add_generation_prompt));
-    dict_set(c, &g->vars, "bos_token", 9, mk_str(in->bos_text, strlen(in->bos_text)));
-    dict_set(c, &g->vars, "eos_token", 9, mk_str(in->eos_text, strlen(in->eos_text)));
-    dict_set(c, &g->vars, "range", 5, (val){.t = V_FUNC, .fn = FN_RANGE});
-    dict_set(c, &g->vars, "namespace", 9, (val){.t = V_FUNC, .fn = FN_NAMESPACE});
-    dict_set(c, &g->vars, "dict", 4, (val){.t = V_FUNC, .fn = FN_DICT});
-    dict_set(c, &g->vars, "raise_exception", 15, (val){.t = V_FUNC, .fn = FN_RAISE});
-    dict_set(c, &g->vars, "strftime_now", 12, (val){.t = V_FUNC, .fn = FN_STRFTIME});
+    inf__ct_dict_set(c, &g->vars, "messages", 8, mk_list(ml));
+    inf__ct_dict_set(c, &g->vars, "add_generation_prompt", 21, mk_bool(in->add_generation_prompt));
+    inf__ct_dict_set(c, &g->vars, "bos_token", 9, mk_str(in->bos_text, strlen(in->bos_text)));
+    inf__ct_dict_set(c, &g->vars, "eos_token", 9, mk_str(in->eos_text, strlen(in->eos_text)));
+    inf__ct_dict_set(c, &g->vars, "range", 5, (val){.t = V_FUNC, .fn = FN_RANGE});
+    inf__ct_dict_set(c, &g->vars, "namespace", 9, (val){.t = V_FUNC, .fn = FN_NAMESPACE});
+    inf__ct_dict_set(c, &g->vars, "dict", 4, (val){.t = V_FUNC, .fn = FN_DICT});
+    inf__ct_dict_set(c, &g->vars, "raise_exception", 15, (val){.t = V_FUNC, .fn = FN_RAISE});
+    inf__ct_dict_set(c, &g->vars, "strftime_now", 12, (val){.t = V_FUNC, .fn = FN_STRFTIME});
     asb *result = inf__ct_alloc(c, sizeof *result);
     *result = (asb){c, NULL, 0, 0};
     c->out = result;

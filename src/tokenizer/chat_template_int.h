@@ -181,6 +181,31 @@ void inf__ct_sb_append(asb *b, const char *s, size_t n);
 void inf__ct_sb_puts(asb *b, const char *s);
 void inf__ct_sb_putc(asb *b, char ch);
 void inf__ct_sb_printf(asb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Values (chat_template_value.c). */
+vlist *inf__ct_list_new(ct *c, size_t cap);
+void inf__ct_list_push(ct *c, vlist *l, val v);
+val *inf__ct_dict_find(vdict *d, const char *k, size_t n);
+void inf__ct_dict_set(ct *c, vdict *d, const char *k, size_t n, val v);
+vdict *inf__ct_dict_new(ct *c);
+bool inf__ct_truthy(val v);
+const char *inf__ct_type_name(val v);
+void inf__ct_fmt_float(asb *sb, double f);
+void inf__ct_to_repr(ct *c, val v, asb *sb, int depth);
+void inf__ct_to_str(ct *c, val v, asb *sb);
+void inf__ct_repr_str(asb *sb, const char *p, size_t n);
+void inf__ct_json_str(asb *sb, const char *p, size_t n);
+void inf__ct_json_nl(asb *sb, int indent, int level);
+void inf__ct_to_json(ct *c, val v, asb *sb, int indent, int level);
+val inf__ct_sb_val(ct *c, asb *sb);
+val inf__ct_stringify(ct *c, val v);
+bool inf__ct_num(val v, double *f);
+bool inf__ct_vequal(ct *c, val a, val b, int depth);
+int inf__ct_vcompare(ct *c, val a, val b, int line);
+bool inf__ct_contains(ct *c, val hay, val needle, int line);
+bool inf__ct_norm_index(int64_t i, size_t n, size_t *out);
+val inf__ct_get_item(ct *c, val obj, val key, int line);
+bool inf__ct_is_method_name(val obj, vstr name);
+val inf__ct_get_attr(ct *c, val obj, vstr name);
 /* Lexes and parses a template into a statement sequence (S_SEQ). */
 node *inf__ct_parse(ct *c, const char *tmpl, size_t n);
 
