@@ -12,7 +12,13 @@
  * keep the connection; SSE streams have no length and close the connection at the end.
  * Errors decided from the headers of a request that has a body are sent after the body has been
  * read (so the connection stays usable); a body over --max-body is answered 413 at once and the
- * connection closed after the response.
+ * connection closed after the response. Chunked request bodies are decoded here (lws 4.1 passes
+ * them through undecoded) and the connection closes after their response. HEAD is answered on
+ * the GET routes with the GET headers and no body. Oversized request headers get 431 by way of
+ * the lws log hook (see inf__http_note_header_overflow).
+ * Known lws 4.1 limits left as they are: a request with a body pipelined behind another one on
+ * a keep-alive connection closes the connection (replayed_request_line), and input pipelined
+ * behind a request makes lws's service loop spin until that request's response is complete.
  * Threads: I/O thread only.
  */
 #include "server/internal.h"
@@ -20,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 enum {
     R_NONE = 0,
@@ -265,6 +273,15 @@ static void respond(inf__conn *c, int status, const char *ctype, const char *bod
                     const char *allow) {
     if (c->http.headers_sent) return;
     c->http.state = INF__HTTP_DONE;
+    if (c->http.method == LWSHUMETH_HEAD) { /* the GET headers (Content-Length too), no body */
+        if (queue_headers(c, status, ctype, (int64_t)len, allow) < 0) {
+            c->close_after = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else {
+            c->out_tail->last = true;
+        }
+        return;
+    }
     if (queue_headers(c, status, ctype, (int64_t)len, allow) < 0 ||
         inf__conn_queue(c, INF__OUT_HTTP_BODY, body, len, true) < 0) {
         c->close_after = true;
@@ -350,7 +367,7 @@ static void local_error(inf__conn *c, const inf__oa_err *e) {
     const struct route *r = find_route(c->http.path);
     const char *allow = NULL;
     if (e->status == 405 && r)
-        allow = r->method == LWSHUMETH_GET ? "GET, OPTIONS" : "POST, OPTIONS";
+        allow = r->method == LWSHUMETH_GET ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
     size_t len;
     json_t *obj = inf__oa_error_json(e);
     char *s = dump(obj, &len);
@@ -579,6 +596,22 @@ static int64_t header_int(struct lws *wsi, enum lws_token_indexes h) {
     return v;
 }
 
+/* Transfer-Encoding: 0 absent, 1 exactly "chunked", -1 anything else. */
+static int transfer_encoding(struct lws *wsi) {
+    char buf[32];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+    if (n <= 0) return 0;
+    if (n >= (int)sizeof buf ||
+        lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_TRANSFER_ENCODING) < 0)
+        return -1;
+    char *p = buf, *q = buf + strlen(buf);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
+        q--;
+    return q - p == 7 && !strncasecmp(p, "chunked", 7) ? 1 : -1;
+}
+
 static void preflight(inf__conn *c) {
     unsigned char buf[LWS_PRE + HDR_BUF], *start = buf + LWS_PRE, *p = start,
                                           *end = buf + sizeof buf - 1;
@@ -594,7 +627,7 @@ static void preflight(inf__conn *c) {
     int bad = lws_add_http_common_headers(wsi, 204, "text/plain", 0, &p, end);
     if (!bad && c->http.cors)
         bad = add_header(c, "access-control-allow-origin:", c->http.origin, &p, end) ||
-              add_header(c, "access-control-allow-methods:", "GET, POST, OPTIONS", &p, end) ||
+              add_header(c, "access-control-allow-methods:", "GET, HEAD, POST, OPTIONS", &p, end) ||
               add_header(c, "access-control-allow-headers:", req_headers, &p, end) ||
               add_header(c, "access-control-max-age:", "600", &p, end) ||
               add_header(c, "vary:", "Origin", &p, end);
@@ -611,6 +644,7 @@ static int http_request(inf__conn *c, const char *path) {
     inf_server *srv = c->srv;
     struct lws *wsi = c->wsi;
     http_reset(c);
+    c->http.active = true;
     c->close_after = false;
     c->http.t_start = inf__time_s();
     c->http.state = INF__HTTP_IDLE;
@@ -627,22 +661,25 @@ static int http_request(inf__conn *c, const char *path) {
     const struct route *r = path_too_long ? NULL : find_route(c->http.path);
     c->http.route = r ? r->id : R_NONE;
     int64_t clen = header_int(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int te = transfer_encoding(wsi);
     c->http.content_length = clen;
     inf__oa_err e = {0};
     int m = c->http.method;
 
-    if (clen == -2 || clen > (int64_t)srv->cfg.max_body || (chunked && clen < 0)) {
+    if (clen == -2 || clen > (int64_t)srv->cfg.max_body || te < 0 || (te > 0 && clen >= 0)) {
         /* the body cannot be delimited (or is refused unread): answer, then close */
         c->close_after = true;
         c->http.discard = true;
         c->http.state = INF__HTTP_BODY;
-        if (clen == -2)
+        if (te < 0)
+            inf__oa_fail(&e, 501, "invalid_request_error", "unsupported_transfer_encoding", NULL,
+                         "Only Transfer-Encoding: chunked is supported");
+        else if (te > 0)
+            inf__oa_fail(&e, 400, "invalid_request_error", "invalid_content_length", NULL,
+                         "Content-Length and Transfer-Encoding must not both be given");
+        else if (clen == -2)
             inf__oa_fail(&e, 400, "invalid_request_error", "invalid_content_length", NULL,
                          "The Content-Length header is not a valid length");
-        else if (chunked && clen < 0)
-            inf__oa_fail(&e, 411, "invalid_request_error", "length_required", NULL,
-                         "A Content-Length is required");
         else
             inf__oa_fail(&e, 413, "invalid_request_error", "request_too_large", NULL,
                          "The request body (%lld bytes) exceeds the limit of %zu bytes",
@@ -656,7 +693,7 @@ static int http_request(inf__conn *c, const char *path) {
     } else if (m == LWSHUMETH_OPTIONS) {
         preflight(c);
         return 0;
-    } else if (m != r->method) {
+    } else if (m != r->method && !(m == LWSHUMETH_HEAD && r->method == LWSHUMETH_GET)) {
         inf__oa_fail(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
                      "Method %s is not allowed for %s", method_name(m), r->path);
     } else if (r->id != R_HEALTH) {
@@ -683,7 +720,14 @@ static int http_request(inf__conn *c, const char *path) {
                          "Rate limit reached: %d requests per minute", (int)srv->cfg.rate_limit);
         }
     }
-    bool has_body = clen > 0;
+    if (te > 0) {
+        /* lws 4.1 hands a chunked body over undecoded and never completes it: it is decoded in
+         * http_body, and the connection closes after the response (lws would take whatever
+         * follows the body for more body) */
+        c->http.chunked = true;
+        c->close_after = true;
+    }
+    bool has_body = clen > 0 || te > 0;
     if (e.status) {
         if (has_body) { /* answer once the body has been read, so the connection stays usable */
             c->http.discard = true;
@@ -695,7 +739,7 @@ static int http_request(inf__conn *c, const char *path) {
         local_error(c, &e);
         return 0;
     }
-    if (m == LWSHUMETH_GET) {
+    if (m == LWSHUMETH_GET || m == LWSHUMETH_HEAD) {
         if (has_body) { /* answered once the (ignored) body has been read */
             c->http.discard = true;
             c->http.state = INF__HTTP_BODY;
@@ -706,6 +750,10 @@ static int http_request(inf__conn *c, const char *path) {
     }
     if (!has_body) {
         handle_post(c, r->id);
+        return 0;
+    }
+    if (te > 0) { /* the buffer grows as chunks arrive */
+        c->http.state = INF__HTTP_BODY;
         return 0;
     }
     c->http.body = malloc((size_t)clen + 1);
@@ -736,8 +784,143 @@ static bool replayed_request_line(inf__conn *c, const char *in, size_t len) {
     return m >= 2 && !memcmp(in, line, m);
 }
 
+/* Stores decoded body bytes. Returns 0, or -1 when the body outgrows --max-body. */
+static int body_store(inf__conn *c, const unsigned char *p, size_t n) {
+    size_t max = c->srv->cfg.max_body;
+    if (n > max - INF_MIN(max, c->http.body_len)) return -1;
+    if (c->http.discard) {
+        c->http.body_len += n;
+        return 0;
+    }
+    if (n > c->http.body_cap - c->http.body_len) {
+        size_t cap = c->http.body_cap ? c->http.body_cap : 4096;
+        while (cap < c->http.body_len + n)
+            cap = cap > max / 2 ? max : cap * 2;
+        char *b = realloc(c->http.body, cap + 1);
+        if (!b) return -1;
+        c->http.body = b;
+        c->http.body_cap = cap;
+    }
+    memcpy(c->http.body + c->http.body_len, p, n);
+    c->http.body_len += n;
+    return 0;
+}
+
+enum {
+    CH_SIZE = 0,
+    CH_EXT,
+    CH_SIZE_LF,
+    CH_DATA,
+    CH_DATA_CR,
+    CH_DATA_LF,
+    CH_TRAILER,
+    CH_TRAILER_LF,
+    CH_DONE
+};
+
+/* Decodes chunked framing (RFC 9112 7.1; CRLF line ends). Returns 1 once the last chunk and the
+ * trailers have been read, 0 when more is needed, -1 on malformed framing, -2 when the body
+ * outgrows --max-body. Framing overhead is bounded (extensions, trailers, tiny chunks). */
+static int chunk_feed(inf__conn *c, const unsigned char *in, size_t len) {
+    size_t max_framing = ((size_t)64 << 10) + 4 * INF_MIN(c->srv->cfg.max_body, SIZE_MAX / 8);
+    for (size_t i = 0; i < len;) {
+        int st = c->http.ch_state;
+        if (st == CH_DATA) {
+            size_t n = (size_t)INF_MIN((uint64_t)(len - i), c->http.ch_remain);
+            if (body_store(c, in + i, n) < 0) return -2;
+            i += n;
+            c->http.ch_remain -= n;
+            if (!c->http.ch_remain) c->http.ch_state = CH_DATA_CR;
+            continue;
+        }
+        unsigned char ch = in[i++];
+        if (++c->http.ch_framing > max_framing) return -1;
+        switch (st) {
+        case CH_SIZE: {
+            int v = ch >= '0' && ch <= '9'   ? ch - '0'
+                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                             : -1;
+            if (v >= 0) {
+                if (++c->http.ch_n > 15) return -1;
+                c->http.ch_remain = c->http.ch_remain * 16 + (uint64_t)v;
+                if (c->http.ch_remain > c->srv->cfg.max_body) return -2;
+                break;
+            }
+            if (!c->http.ch_n) return -1;
+            if (ch == ';' || ch == ' ' || ch == '\t')
+                c->http.ch_state = CH_EXT;
+            else if (ch == '\r')
+                c->http.ch_state = CH_SIZE_LF;
+            else
+                return -1;
+            break;
+        }
+        case CH_EXT:
+            if (ch == '\r')
+                c->http.ch_state = CH_SIZE_LF;
+            else if (ch == '\n' || ch == 0)
+                return -1;
+            break;
+        case CH_SIZE_LF:
+            if (ch != '\n') return -1;
+            c->http.ch_n = 0;
+            c->http.ch_state = c->http.ch_remain ? CH_DATA : CH_TRAILER;
+            break;
+        case CH_DATA_CR:
+            if (ch != '\r') return -1;
+            c->http.ch_state = CH_DATA_LF;
+            break;
+        case CH_DATA_LF:
+            if (ch != '\n') return -1;
+            c->http.ch_state = CH_SIZE;
+            break;
+        case CH_TRAILER:
+            if (ch == '\r')
+                c->http.ch_state = CH_TRAILER_LF;
+            else if (ch == '\n' || ch == 0)
+                return -1;
+            else
+                c->http.ch_n++;
+            break;
+        case CH_TRAILER_LF:
+            if (ch != '\n') return -1;
+            if (!c->http.ch_n) {
+                c->http.ch_state = CH_DONE;
+                return 1; /* whatever follows is ignored: the connection closes */
+            }
+            c->http.ch_n = 0;
+            c->http.ch_state = CH_TRAILER;
+            break;
+        default: return 0;
+        }
+    }
+    return 0;
+}
+
+static int http_body_done(inf__conn *c);
+
+static int http_body_chunked(inf__conn *c, const void *in, size_t len) {
+    c->http.body_seen = true;
+    int rc = chunk_feed(c, in, len);
+    if (rc == 1) return http_body_done(c);
+    if (rc == 0) return 0;
+    inf__oa_err e;
+    if (rc == -2)
+        inf__oa_fail(&e, 413, "invalid_request_error", "request_too_large", NULL,
+                     "The request body exceeds the limit of %zu bytes", c->srv->cfg.max_body);
+    else
+        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_chunked_body", NULL,
+                     "The chunked request body is malformed");
+    c->http.state = INF__HTTP_DONE; /* further input is ignored; the connection closes */
+    c->close_after = true;
+    local_error(c, &e);
+    return 0;
+}
+
 static int http_body(inf__conn *c, const void *in, size_t len) {
     if (c->http.state != INF__HTTP_BODY) return 0;
+    if (c->http.chunked) return http_body_chunked(c, in, len);
     if (replayed_request_line(c, in, len)) {
         inf__log(INF_LOG_WARN, "%s %s: pipelined request body cannot be read; closing",
                  method_name(c->http.method), c->http.path);
@@ -757,19 +940,85 @@ static int http_body(inf__conn *c, const void *in, size_t len) {
 
 static int http_body_done(inf__conn *c) {
     /* Once per request. libwebsockets 4.1 repeats the call while input pipelined behind this
- * request waits in its buffer (until the response completes); the repeats are ignored. */
+     * request waits in its buffer (until the response completes); the repeats are ignored. */
     if (++c->http.body_done_seen > 1) return 0;
     if (c->http.state != INF__HTTP_BODY) return 0;
     if (c->http.discard) {
         if (c->http.pending_status)
             local_error(c, &c->http.pending_err);
-        else if (c->http.method == LWSHUMETH_GET && !c->http.headers_sent)
+        else if ((c->http.method == LWSHUMETH_GET || c->http.method == LWSHUMETH_HEAD) &&
+                 !c->http.headers_sent)
             handle_get(c, c->http.route);
         return 0;
     }
-    c->http.body[c->http.body_len] = 0;
+    if (c->http.body) c->http.body[c->http.body_len] = 0;
     handle_post(c, c->http.route);
     return 0;
+}
+
+/* ---- oversized request headers ------------------------------------------------------------ */
+
+/* libwebsockets 4.1 has no callback for a request whose headers overflow max_http_header_data:
+ * its parser logs "Ran out of header data space" and shuts the connection down (the socket's
+ * write side is already shut by the time LWS_CALLBACK_CLOSED_HTTP arrives). The log hook of
+ * server.c calls inf__http_note_header_overflow synchronously from inside that parser, before
+ * the shutdown, and the response is written there, directly on the socket. Which connection
+ * overflowed is not passed along, so it is inferred: the one connection whose request line has
+ * been received but whose headers are not complete (LWS_CALLBACK_HTTP not yet seen). When more
+ * than one connection is in that state the request is only logged and closed as before.
+ * The server speaks plain HTTP (no TLS), so the bytes can go to the socket as they are.
+ * Between responses the socket's send buffer is empty, so the short response goes out whole
+ * (or not at all); lws then shuts the write side and closes once the client has gone. */
+static _Thread_local inf_server *service_srv; /* the server this I/O thread serves */
+
+static bool headers_in_progress(inf__conn *c) {
+    if (c->is_ws || c->closing || c->http.active || c->out_head || c->n_calls) return false;
+    char *uri = NULL;
+    int ulen = 0;
+    return lws_http_get_uri_and_method(c->wsi, &uri, &ulen) >= 0;
+}
+
+void inf__http_note_header_overflow(void) {
+    inf_server *srv = service_srv;
+    if (!srv) return;
+    inf__conn *hit = NULL;
+    int n_hits = 0;
+    for (inf__conn *c = srv->conns; c; c = c->all_next)
+        if (headers_in_progress(c)) {
+            hit = c;
+            n_hits++;
+        }
+    inf__metrics_request(srv->metrics, "other", 431);
+    if (n_hits != 1) {
+        inf__log(INF_LOG_WARN, "request headers over %d bytes: connection closed",
+                 INF__MAX_HEADER_DATA);
+        return;
+    }
+    int fd = (int)lws_get_socket_fd(hit->wsi);
+    inf__oa_err e;
+    inf__oa_fail(&e, 431, "invalid_request_error", "request_header_fields_too_large", NULL,
+                 "The request headers are too large (limit: %d bytes)", INF__MAX_HEADER_DATA);
+    json_t *obj = inf__oa_error_json(&e);
+    size_t blen = 0;
+    char *body = obj ? dump(obj, &blen) : NULL;
+    json_decref(obj);
+    char msg[1024];
+    int n = body ? snprintf(msg, sizeof msg,
+                            "HTTP/1.1 431 Request Header Fields Too Large\r\nserver: inferneo\r\n"
+                            "content-type: application/json\r\ncontent-length: %zu\r\n"
+                            "connection: close\r\n\r\n%s",
+                            blen, body)
+                 : -1;
+    free(body);
+    if (fd >= 0 && n > 0 && n < (int)sizeof msg)
+        (void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    hit->close_after = true;
+    char *uri = NULL;
+    int ulen = 0;
+    int m = lws_http_get_uri_and_method(hit->wsi, &uri, &ulen);
+    char path[64];
+    snprintf(path, sizeof path, "%.*s", INF_MIN(ulen, 48), uri ? uri : "?");
+    inf__srv_log_request(srv, method_name(m), path, 431, -1, -1, inf__time_s());
 }
 
 /* ---- the callback --------------------------------------------------------------------------- */
@@ -780,9 +1029,12 @@ int inf__lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     struct lws_context *ctx = lws_get_context(wsi);
     inf_server *srv = ctx ? lws_context_user(ctx) : NULL;
     if (!srv) return 0;
+    service_srv = srv;
     inf__conn *c;
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: inf__srv_wakeup(srv); return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: /* tracked from the start (431) */
+        return get_conn(srv, wsi) ? 0 : -1;
     case LWS_CALLBACK_HTTP:
         if (!(c = get_conn(srv, wsi))) return -1;
         return http_request(c, (const char *)in);

@@ -22,6 +22,9 @@
 #include <libwebsockets.h>
 #include <stdatomic.h>
 
+/* lws max_http_header_data: request headers beyond it are answered 431 */
+#define INF__MAX_HEADER_DATA 16384
+
 enum { INF__EP_CHAT = 1, INF__EP_COMPLETION, INF__EP_EMBEDDING };
 
 /* ---- errors (OpenAI shape) ----------------------------------------------------------------- */
@@ -153,6 +156,12 @@ struct inf__conn {
         double t_start;
         int status; /* status of the response in progress */
         bool headers_sent;
+        bool active;        /* LWS_CALLBACK_HTTP seen: this request's headers are complete */
+        bool chunked;       /* Transfer-Encoding: chunked, decoded here (lws 4.1 does not) */
+        int ch_state;       /* chunked decoder state (http.c) */
+        uint64_t ch_remain; /* data bytes left in the current chunk */
+        size_t ch_n;        /* hex digits of the size line / bytes of the current trailer line */
+        size_t ch_framing;  /* framing bytes seen (size lines, extensions, trailers) */
         bool body_seen;     /* a body chunk has arrived for this request */
         int body_done_seen; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls for this request */
     } http;
@@ -247,6 +256,9 @@ void inf__http_stream_begin(inf__conn *c);
 void inf__http_stream_event(inf__conn *c, json_t *obj); /* takes obj; NULL: "[DONE]" */
 void inf__http_stream_end(inf__conn *c);
 void inf__conn_free_calls(inf__conn *c);
+/* Called by the lws log hook (on the I/O thread) when lws gives up on a request's headers
+ * (over max_http_header_data): the connection lws is about to close is answered 431. */
+void inf__http_note_header_overflow(void);
 
 /* ---- ws.c ---- */
 int inf__ws_filter(inf__conn *c, struct lws *wsi);

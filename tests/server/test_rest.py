@@ -654,6 +654,192 @@ def test_hostile_http(srv):
     srv.alive()
 
 
+# ---- HTTP gaps: oversized headers, chunked bodies, HEAD, pipelining -----------------------------
+
+def raw_all(port, payload, timeout=10):
+    """Sends payload (ignoring a send error: the server may answer and close early) and reads
+    until the server closes the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    try:
+        with contextlib.suppress(OSError):
+            s.sendall(payload)
+        with contextlib.suppress(OSError):
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        s.close()
+    return out
+
+
+def raw_json(out):
+    head, _, body = out.partition(b"\r\n\r\n")
+    n = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+    return head, json.loads(body[:n])
+
+
+def test_oversized_headers_are_431(srv):
+    port = srv.port
+    cases = [
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\n" +
+        b"".join(b"X-%d: v\r\n" % i for i in range(3000)) + b"\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"Accept: v\r\n" * 3000 + b"\r\n",
+        b"GET /health?" + b"q" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-Big: " +
+        b"b" * 40000 + b"\r\n\r\n{}",
+    ]
+    for payload in cases:
+        out = raw_all(port, payload)
+        assert out.startswith(b"HTTP/1.1 431 "), (payload[:40], out[:200])
+        head, body = raw_json(out)
+        assert b"connection: close" in head.lower()
+        e = body["error"]
+        assert set(e) == {"message", "type", "param", "code"}
+        assert e["code"] == "request_header_fields_too_large"
+        assert e["type"] == "invalid_request_error" and e["message"]
+    # a real client sees the status too
+    r = httpx.get(srv.url("/health"), headers={"X-Big": "c" * 100000}, timeout=10)
+    err(r, 431, "request_header_fields_too_large")
+    # the same on a keep-alive connection after a normal request
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        with contextlib.suppress(OSError):
+            s.sendall(b"GET /health HTTP/1.1\r\nX-Big: " + b"d" * 50000 + b"\r\n\r\n")
+        got = b""
+        with contextlib.suppress(OSError):
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        got = first + got
+        assert got.startswith(b"HTTP/1.1 200"), got[:200]
+        assert b'{"status":"ok"}HTTP/1.1 431 ' in got, got[:400]
+    # headers under the limit are fine
+    r = httpx.get(srv.url("/health"), headers={"X-Fine": "e" * 10000})
+    assert r.status_code == 200
+    assert re.search(r"GET /health 431 ", srv.output())
+    srv.alive()
+
+
+def chunked(body, sizes=(7, 1, 30)):
+    out, at, k = b"", 0, 0
+    while at < len(body):
+        piece = body[at:at + sizes[k % len(sizes)]]
+        out += b"%X;ext=%d\r\n" % (len(piece), k) + piece + b"\r\n"
+        at += len(piece)
+        k += 1
+    return out + b"0\r\nX-Trailer: yes\r\n\r\n"
+
+
+def test_chunked_request_bodies(srv, guarded):
+    req = {"prompt": "Once upon a time", "max_tokens": 6, "temperature": 0}
+    want = post(srv, "/v1/completions", req).json()["choices"][0]["text"]
+
+    def pieces():
+        data = json.dumps(req).encode()
+        for i in range(0, len(data), 5):
+            yield data[i:i + 5]
+
+    # httpx sends a generator body with Transfer-Encoding: chunked and no Content-Length
+    r = httpx.post(srv.url("/v1/completions"), content=pieces(),
+                   headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == want
+    # streamed answer to a chunked request
+    r = httpx.post(srv.url("/v1/completions"), content=pieces(), timeout=60)
+    assert r.status_code == 200
+    # chunk extensions, trailers, upper-case hex, "Chunked"
+    body = json.dumps(req).encode()
+    out = raw_all(srv.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: Chunked\r\n\r\n" + chunked(body, (26, 3, 200)))
+    head, js = raw_json(out)
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower(), head
+    assert js["choices"][0]["text"] == want
+    # an empty chunked body is an empty body
+    out = raw_all(srv.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400") and b"invalid_json" in out, out[:300]
+    # malformed framing
+    for bad in (b"zz\r\n", b"5\r\nhelloXX", b"5\nhello\r\n0\r\n\r\n", b"1234567890abcdef0\r\n",
+                b"\r\n"):
+        out = raw_all(srv.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n" + bad)
+        assert out.startswith(b"HTTP/1.1 4") and b"connection: close" in out.lower(), out[:300]
+        assert b"invalid_chunked_body" in out or b"request_too_large" in out, out[:300]
+    # other transfer codings, or both framings at once, are refused
+    out = raw_all(srv.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 501"), out[:200]
+    out = raw_all(srv.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400"), out[:200]
+
+    # --max-body (65536) applies to the decoded body: many small chunks, or one huge size
+    g = guarded
+    ok = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"}
+    big = json.dumps({"prompt": "x" * 70000}).encode()
+    r = httpx.post(g.url("/v1/completions"), headers=ok, timeout=30,
+                   content=(big[i:i + 4096] for i in range(0, len(big), 4096)))
+    err(r, 413, "request_too_large")
+    out = raw_all(g.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                  + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\nabc")
+    assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    # errors decided from the headers still come after the body has been read
+    r = httpx.post(g.url("/v1/completions"), content=pieces(), timeout=30)
+    err(r, 401, "invalid_api_key")
+    r = httpx.post(g.url("/v1/completions"), content=pieces(), headers=ok, timeout=60)
+    assert r.status_code == 200, r.text
+    srv.alive()
+
+
+def test_head_on_get_routes(srv, guarded):
+    for path in ("/health", "/v1/models", "/v1/models/" + ALIAS, "/metrics"):
+        g = httpx.get(srv.url(path))
+        h = httpx.head(srv.url(path))
+        assert h.status_code == 200 and h.content == b"", (path, h.status_code)
+        assert h.headers["content-type"] == g.headers["content-type"]
+        if path != "/metrics":  # the metrics text changes between the two requests
+            assert h.headers["content-length"] == g.headers["content-length"]
+        else:
+            assert int(h.headers["content-length"]) > 0
+    assert re.search(r"HEAD /health 200 ", srv.output())
+    # HEAD is not a POST route's method; GET routes advertise it
+    h = httpx.head(srv.url("/v1/completions"))
+    assert h.status_code == 405 and h.content == b"" and "HEAD" not in h.headers["allow"]
+    r = httpx.post(srv.url("/health"), json={})
+    assert r.status_code == 405 and "HEAD" in r.headers["allow"]
+    h = httpx.head(srv.url("/nope"))
+    assert h.status_code == 404 and h.content == b""
+    # keys are required as for GET
+    assert httpx.head(guarded.url("/v1/models")).status_code == 401
+    assert httpx.head(guarded.url("/v1/models"),
+                      headers={"Authorization": "Bearer " + KEY}).status_code == 200
+    # pipelined HEAD/GET on one keep-alive connection: bodies only for the GETs
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        with contextlib.suppress(OSError):
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+    parts = got.split(b"HTTP/1.1 ")[1:]
+    assert len(parts) == 4, got
+    assert all(p.startswith(b"200") for p in parts)
+    assert parts[0].endswith(b"\r\n\r\n") and parts[2].endswith(b"\r\n\r\n")
+    assert parts[1].endswith(b'{"status":"ok"}') and parts[3].endswith(b'{"status":"ok"}')
+
+
 # ---- lifecycle ---------------------------------------------------------------------------------
 
 def test_bad_model_path_fails_cleanly():
