@@ -169,7 +169,10 @@ void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_t
     c.n_chunks = (c.n_out + rows - 1) / rows;
     atomic_init(&c.next_chunk, 0);
     atomic_init(&c.arrived, 0);
-    if (nth <= 1 || (c.n_chunks == 1 && n_tok == 1)) {
+    /* Small products stay on the calling thread: waking workers costs more than the work
+     * (results do not depend on the thread count, so this changes only speed). */
+    bool small = (double)c.n_out * (double)c.n_in * (double)n_tok < (double)(1 << 20);
+    if (nth <= 1 || small || (c.n_chunks == 1 && n_tok == 1)) {
         mm_worker(&c, 0, 1);
         return;
     }
