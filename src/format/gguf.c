@@ -310,24 +310,34 @@ static int64_t find_sorted(const name_idx *v, int64_t n, const char *name) {
     return -1;
 }
 
+/* Reads a length-prefixed identifier (metadata key or tensor name): 1..max bytes, no NUL.
+ * *out: new NUL-terminated copy; printable: the sanitized form for messages. */
+static int rd_ident(rd *r, const char *what, uint32_t max, char **out, char *printable,
+                    size_t cap) {
+    uint64_t len;
+    size_t pos;
+    int err = rd_str(r, what, &len, &pos);
+    if (err) return err;
+    if (len == 0 || len > max)
+        return inf__err(INF_EFORMAT, "%s: %s length %llu at offset %zu outside 1..%u", r->where,
+                        what, (unsigned long long)len, pos - 8, max);
+    if (memchr(r->p + pos, 0, (size_t)len))
+        return inf__err(INF_EFORMAT, "%s: %s at offset %zu contains a NUL byte", r->where, what,
+                        pos);
+    *out = inf__strndup((const char *)r->p + pos, (size_t)len);
+    if (!*out) return inf__err(INF_ENOMEM, "%s: out of memory", r->where);
+    sanitize(r->p + pos, (size_t)len, printable, cap);
+    return 0;
+}
+
 static int parse_kv(inf_gguf *g, rd *r) {
     int err;
     for (int64_t i = 0; i < g->n_kv; i++) {
         gguf_kv *kv = &g->kv[i];
         snprintf(r->where, sizeof r->where, "metadata key %lld", (long long)i);
-        uint64_t klen;
-        size_t kpos;
-        if ((err = rd_str(r, "key", &klen, &kpos))) return err;
-        if (klen == 0 || klen > GGUF_MAX_KEY_LEN)
-            return inf__err(INF_EFORMAT, "%s: key length %llu at offset %zu outside 1..%u",
-                            r->where, (unsigned long long)klen, kpos - 8, GGUF_MAX_KEY_LEN);
-        if (memchr(r->p + kpos, 0, (size_t)klen))
-            return inf__err(INF_EFORMAT, "%s: key at offset %zu contains a NUL byte", r->where,
-                            kpos);
-        kv->key = inf__strndup((const char *)r->p + kpos, (size_t)klen);
-        if (!kv->key) return inf__err(INF_ENOMEM, "%s: out of memory", r->where);
         char kname[96];
-        sanitize(r->p + kpos, (size_t)klen, kname, sizeof kname);
+        if ((err = rd_ident(r, "key", GGUF_MAX_KEY_LEN, &kv->key, kname, sizeof kname)))
+            return err;
         snprintf(r->where, sizeof r->where, "metadata key %lld ('%s')", (long long)i, kname);
         uint32_t t;
         if ((err = rd_u32(r, "value type", &t))) return err;
@@ -378,20 +388,10 @@ static int parse_tensor_infos(inf_gguf *g, rd *r) {
     for (int64_t i = 0; i < g->n_tensors; i++) {
         inf_gguf_tensor *t = &g->tensors[i];
         snprintf(r->where, sizeof r->where, "tensor %lld", (long long)i);
-        uint64_t nlen;
-        size_t npos;
-        if ((err = rd_str(r, "name", &nlen, &npos))) return err;
-        if (nlen == 0 || nlen > GGUF_MAX_NAME_LEN)
-            return inf__err(INF_EFORMAT, "%s: name length %llu at offset %zu outside 1..%u",
-                            r->where, (unsigned long long)nlen, npos - 8, GGUF_MAX_NAME_LEN);
-        if (memchr(r->p + npos, 0, (size_t)nlen))
-            return inf__err(INF_EFORMAT, "%s: name at offset %zu contains a NUL byte", r->where,
-                            npos);
-        char *name = inf__strndup((const char *)r->p + npos, (size_t)nlen);
-        if (!name) return inf__err(INF_ENOMEM, "%s: out of memory", r->where);
+        char sname[96], *name;
+        if ((err = rd_ident(r, "name", GGUF_MAX_NAME_LEN, &name, sname, sizeof sname)))
+            return err;
         t->name = name;
-        char sname[96];
-        sanitize(r->p + npos, (size_t)nlen, sname, sizeof sname);
         snprintf(r->where, sizeof r->where, "tensor '%s'", sname);
         uint32_t nd;
         if ((err = rd_u32(r, "n_dims", &nd))) return err;
