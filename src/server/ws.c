@@ -261,7 +261,11 @@ int inf__ws_receive(inf__conn *c, const void *in, size_t len) {
     c->ws.last_rx = inf__time_s();
     if (c->closing) return 0;
     size_t max = c->srv->cfg.max_body;
-    if (len > max - INF_MIN(c->ws.msg_len, max) || c->ws.msg_len + len > max) {
+    /* The frame header declares how much more is coming: refuse a message that will not fit as
+     * soon as its header says so, instead of waiting for bytes a hostile client never sends. */
+    size_t rest = lws_remaining_packet_payload(wsi);
+    size_t have = INF_MIN(c->ws.msg_len, max);
+    if (len > max - have || rest > max - have - len) {
         inf__ws_close(c, 1009, "message too big");
         return 0;
     }
