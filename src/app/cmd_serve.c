@@ -42,6 +42,8 @@ static void serve_usage(FILE *f) {
                "                              requests are cancelled (default 8 MiB)\n"
                "      --queue N               queued requests before 429 (default 1024)\n"
                "      --ws-max-inflight N     requests in flight per WebSocket (default 16)\n"
+               "      --ws-ping-interval S    ping idle WebSockets every S seconds, drop them\n"
+               "                              after 3 unanswered (default 30; 0: off)\n"
                "      --rate-limit N          requests per minute per API key (default 0: off)\n"
                "      --shutdown-grace S      seconds running requests may finish after a stop "
                "signal (default 5)\n"
@@ -199,6 +201,9 @@ int inf_cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--ws-max-inflight")) {
             if (!inf_app_parse_i64(a, val, 1, 1 << 16, &v)) goto done;
             cfg.ws_max_inflight = (int32_t)v;
+        } else if (!strcmp(a, "--ws-ping-interval")) {
+            if (!inf_app_parse_i64(a, val, 0, 3600, &v)) goto done;
+            cfg.ws_ping_s = (int32_t)v;
         } else if (!strcmp(a, "--rate-limit")) {
             if (!inf_app_parse_i64(a, val, 0, 1 << 24, &v)) goto done;
             cfg.rate_limit = (int32_t)v;

@@ -200,6 +200,7 @@ struct inf_server {
 
     struct lws_context *ctx;
     struct lws_vhost *vhost;
+    lws_retry_bo_t retry; /* WebSocket ping / hangup policy (from cfg.ws_ping_s) */
     int port;
 
     pthread_t loader;

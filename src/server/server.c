@@ -27,6 +27,7 @@ void inf_server_config_default(inf_server_config *cfg) {
     cfg->max_body = (size_t)8 << 20;
     cfg->max_choices = 128;
     cfg->ws_max_inflight = 16;
+    cfg->ws_ping_s = 30;
     cfg->rate_limit = 0;
     cfg->max_send_buffer = (size_t)8 << 20;
     cfg->shutdown_grace_s = 5.0;
@@ -39,10 +40,6 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static const lws_retry_bo_t retry_policy = {
-    .secs_since_valid_ping = 30,   /* idle WebSockets get an RFC 6455 ping */
-    .secs_since_valid_hangup = 90, /* … and are dropped when nothing comes back */
-};
 
 static void lws_log(int level, const char *line) {
     /* lws 4.1 reports oversized request headers only through its log (called from inside its
@@ -68,6 +65,16 @@ static void *loader_main(void *arg) {
     inf_server *srv = arg;
     inf_model *m = NULL;
     inf_engine *e = NULL;
+    /* Testing aid: INFERNEO_LOAD_DELAY_MS (at most 60 s) holds the load back, so tests can see
+     * the server's loading state (/health 503, requests refused with model_loading). */
+    const char *delay = getenv("INFERNEO_LOAD_DELAY_MS");
+    if (delay) {
+        long ms = strtol(delay, NULL, 10);
+        for (long i = 0; i < ms && i < 60000 && !atomic_load(&srv->stop_requested); i += 10) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
     int rc = inf_model_load(srv->cfg.model_path, &srv->cfg.model, &m);
     if (rc == 0) {
         inf_engine_params ep = srv->cfg.engine;
@@ -229,7 +236,7 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
     if (cfg->port < 0 || cfg->port > 65535)
         return inf__err(INF_EINVAL, "server: port %d out of range", cfg->port);
     if (cfg->max_body < 1024 || cfg->max_choices < 1 || cfg->ws_max_inflight < 1 ||
-        cfg->max_send_buffer < 65536)
+        cfg->ws_ping_s < 0 || cfg->ws_ping_s > 3600 || cfg->max_send_buffer < 65536)
         return inf__err(INF_EINVAL, "server: limits out of range");
     for (int i = 0; i < cfg->n_served_names; i++)
         if (!cfg->served_names[i] || !cfg->served_names[i][0])
@@ -283,7 +290,12 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
     info.timeout_secs = 30;
     info.server_string = "inferneo";
     info.pt_serv_buf_size = 32768;
-    info.retry_and_idle_policy = &retry_policy;
+    if (cfg->ws_ping_s > 0) {
+        /* idle WebSockets get an RFC 6455 ping, and are dropped when nothing comes back */
+        srv->retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_s;
+        srv->retry.secs_since_valid_hangup = (uint16_t)(3 * cfg->ws_ping_s);
+        info.retry_and_idle_policy = &srv->retry;
+    }
     info.vhost_name = "inferneo";
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {

@@ -23,6 +23,8 @@ typedef struct inf_server_config {
     size_t max_body;         /* HTTP request body / WebSocket message bytes */
     int32_t max_choices;     /* engine requests one API request may make (n × prompts) */
     int32_t ws_max_inflight; /* requests in flight per WebSocket */
+    int32_t ws_ping_s;       /* idle WebSockets get a protocol ping after this many seconds and
+                              * are dropped 3 intervals without an answer; 0: never */
     int32_t rate_limit;      /* requests per minute per API key (or client); 0: off */
     size_t max_send_buffer;  /* output a connection may have pending before its
                               * requests are cancelled as a too-slow reader */
@@ -31,8 +33,8 @@ typedef struct inf_server_config {
     inf_engine_params engine; /* on_event is set by the server */
 } inf_server_config;
 
-/* Defaults: 127.0.0.1:8000, 8 MiB bodies, 128 choices, 16 in flight per socket, no rate limit,
- * 8 MiB send buffer, 5 s grace, library defaults for model and engine. */
+/* Defaults: 127.0.0.1:8000, 8 MiB bodies, 128 choices, 16 in flight per socket, 30 s WebSocket
+ * ping, no rate limit, 8 MiB send buffer, 5 s grace, library defaults for model and engine. */
 void inf_server_config_default(inf_server_config *cfg);
 
 typedef struct inf_server inf_server;

@@ -878,3 +878,66 @@ def test_sigterm_lets_streams_finish_and_exits_0():
     finally:
         if s.proc.poll() is None:
             s.proc.kill()
+
+
+def test_loading_state_is_503_then_ready():
+    """The port opens before the model is loaded (INFERNEO_LOAD_DELAY_MS holds the load back):
+    /health says 503 "loading", requests get 503 model_loading, then everything works."""
+    port = free_port()
+    env = dict(os.environ, INFERNEO_LOAD_DELAY_MS="2500")
+    proc = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", str(port), "-t", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                r = httpx.get(url + "/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "the port did not open while loading"
+                time.sleep(0.02)
+        assert r.status_code == 503 and r.json() == {"status": "loading"}, r.text
+        r = httpx.post(url + "/v1/completions", json={"prompt": "Once", "max_tokens": 2},
+                       timeout=5)
+        err(r, 503, "model_loading")
+        r = httpx.post(url + "/v1/chat/completions",
+                       json={"messages": [{"role": "user", "content": "hi"}]}, timeout=5)
+        err(r, 503, "model_loading")
+        deadline = time.time() + 30
+        while httpx.get(url + "/health", timeout=5).status_code != 200:
+            assert time.time() < deadline and proc.poll() is None, "never became ready"
+            time.sleep(0.05)
+        r = httpx.post(url + "/v1/completions",
+                       json={"prompt": "Once", "max_tokens": 3, "temperature": 0}, timeout=30)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3, r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_sigterm_while_loading_exits_promptly():
+    port = free_port()
+    env = dict(os.environ, INFERNEO_LOAD_DELAY_MS="60000")
+    proc = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", str(port), "-t", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                assert httpx.get("http://127.0.0.1:%d/health" % port, timeout=5).status_code == 503
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "the port did not open while loading"
+                time.sleep(0.02)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert time.time() - t0 < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -608,6 +608,39 @@ def test_ping_pong_and_close_handshake(srv):
         % (kind, code))
 
 
+def test_idle_sockets_are_pinged_and_silent_ones_dropped():
+    """--ws-ping-interval 1: an idle socket gets an RFC 6455 ping each second; one that answers
+    stays open and usable, one that never answers is dropped after about 3 intervals."""
+    s = Server(*SERVED_ARGS, "--ws-ping-interval", "1").start()
+    try:
+        live, mute = RawWS(s.port), RawWS(s.port)
+        t0 = time.time()
+        pings = 0
+        while time.time() - t0 < 6:
+            op, p = live.recv_frame(0.5)
+            if op == 9:
+                pings += 1
+                live.send(ws_frame(10, p))  # pong with the ping's payload
+            else:
+                assert op == "timeout", ("an idle socket got %r %r" % (op, p))
+        assert pings >= 2, "an idle socket got %d pings in 6 s with --ws-ping-interval 1" % pings
+        live.ping_pong("answering the server's pings")
+        live.close()
+        # the socket that never answered: by now pings then a close, or EOF
+        seen = []
+        while True:
+            op, p = mute.recv_frame(5)
+            seen.append(op)
+            if op in ("eof", "timeout", 8):
+                break
+        assert 9 in seen and seen[-1] in ("eof", 8), (
+            "a socket that never answers pings must be dropped: saw %r" % seen)
+        mute.close()
+        assert s.rss_kib() > 0
+    finally:
+        assert s.stop() == 0
+
+
 # ---- multiplexing and cancel ---------------------------------------------------------------------
 
 def test_eight_multiplexed_equal_eight_sockets(srv):
