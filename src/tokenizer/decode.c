@@ -4,14 +4,16 @@
  * Piece of a token (computed once at load with special tokens shown, like llama.cpp's cache):
  *   control / unknown / user-defined: the raw text; control and unknown become "" unless
  *   render_special;
- *   SPM normal: U+2581 -> ' '; byte tokens <0xXX>: that byte;
+ *   SPM and WPM normal: U+2581 -> ' '; byte tokens <0xXX>: that byte (SPM);
  *   BPE normal: each code point mapped back through GPT-2's bytes_to_unicode (a code point
  *   outside the table gives llama.cpp's "[UNK_BYTE_0x..]" text);
  *   unused / undefined: "".
  * Decoding concatenates pieces; with add_space_prefix (SPM) the leading space of the first piece
  * is dropped when the sequence starts there or right after a leading BOS, so that decoding what
- * encode produced gives the input back. llama.cpp's clean_up_tokenization_spaces pass (" ," ->
- * ",") is not applied: it breaks that round trip and makes a stream differ from the whole.
+ * encode produced gives the input back. WPM (every word carries the "▁" prefix) drops the
+ * leading space of whatever starts the output text. llama.cpp's clean_up_tokenization_spaces
+ * pass (" ," -> ",", on for BPE and WPM there) is not applied: it breaks the round trip and makes
+ * a stream differ from the whole.
  */
 #include "tokenizer/tok_internal.h"
 
@@ -34,8 +36,7 @@ static int byte_of_cpt(uint32_t cp) {
     return -1;
 }
 
-/* Reads one code point like llama.cpp (invalid byte -> U+FFFD, 1 byte). */
-static uint32_t next_cpt(const unsigned char *s, size_t n, size_t *i) {
+uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i) {
     unsigned char c = s[*i];
     if (!(c & 0x80)) {
         (*i)++;
@@ -80,7 +81,7 @@ static void piece_of(const inf_tokenizer *t, int32_t id, inf_sb *sb) {
     if (a & (INF_TATTR_UNKNOWN | INF_TATTR_CONTROL | INF_TATTR_USER_DEFINED)) {
         inf__sb_append(sb, s, n);
     } else if (a & INF_TATTR_NORMAL) {
-        if (t->kind == INF_TOK_SPM) {
+        if (t->kind != INF_TOK_BPE) {
             for (size_t i = 0; i < n;) {
                 if (i + 3 <= n && !memcmp(s + i, "\xe2\x96\x81", 3)) {
                     inf__sb_putc(sb, ' ');
@@ -93,7 +94,7 @@ static void piece_of(const inf_tokenizer *t, int32_t id, inf_sb *sb) {
             const unsigned char *u = (const unsigned char *)s;
             for (size_t i = 0; i < n;) {
                 size_t start = i;
-                uint32_t cp = next_cpt(u, n, &i);
+                uint32_t cp = inf__tok_utf8_next(u, n, &i);
                 int b = byte_of_cpt(cp);
                 if (b >= 0) {
                     inf__sb_putc(sb, (char)b);
@@ -164,6 +165,7 @@ int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
     if (n < 0 || (n > 0 && !toks)) return inf__err(INF_EINVAL, "detokenize: bad token array");
     inf_sb sb = {0};
     bool strip = t->add_space_prefix;
+    bool wpm = t->kind == INF_TOK_WPM;
     int64_t i = 0;
     if (n > 0 && t->bos >= 0 && toks[0] == t->bos) {
         if (render_special || !(t->attr[t->bos] & (INF_TATTR_UNKNOWN | INF_TATTR_CONTROL)))
@@ -183,7 +185,7 @@ int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
         }
         const char *p = t->piece[id];
         size_t pl = t->piece_len[id];
-        if (strip && pl > 0 && p[0] == ' ') p++, pl--;
+        if ((strip || (wpm && sb.len == 0)) && pl > 0 && p[0] == ' ') p++, pl--;
         strip = false;
         inf__sb_append(&sb, p, pl);
     }

@@ -4,8 +4,9 @@
  *      first, every occurrence inside the remaining raw fragments is cut out as that token.
  *      Control and unknown tokens take part only with parse_special; user-defined tokens always.
  *      LSTRIP/RSTRIP attributes eat the whitespace beside a match.
- *   2. each raw fragment is encoded by SPM (below) or byte-level BPE (bpe.c);
- *   3. BOS/EOS added per metadata when add_special.
+ *   2. each raw fragment is encoded by SPM (below), byte-level BPE (bpe.c) or WordPiece (wpm.c);
+ *   3. BOS/EOS added per metadata when add_special. WordPiece, as llama.cpp, always adds BOS
+ *      ([CLS]) first and SEP last with add_special, whatever add_bos/add_sep say.
  * SPM (llama.cpp's llm_tokenizer_spm): a space before a fragment that starts the text or follows
  * a special token (add_space_prefix), spaces escaped to U+2581, the text split into UTF-8
  * characters, then the adjacent pair whose concatenation is the best-scoring token is merged
@@ -272,7 +273,9 @@ int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, b
         }
     }
 
-    if (add_special && t->add_bos) inf__ids_push(&out, t->bos);
+    bool wpm = t->kind == INF_TOK_WPM;
+    /* WPM: llama.cpp asserts that both ids exist; we leave out a missing one */
+    if (add_special && (wpm ? t->bos >= 0 : t->add_bos)) inf__ids_push(&out, t->bos);
     bool prev_special = true; /* SPM: a fragment at the start gets the space prefix */
     for (int64_t k = 0; k < a.n; k++) {
         frag f = a.v[k];
@@ -283,12 +286,15 @@ int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, b
         }
         if (t->kind == INF_TOK_SPM)
             rc = spm_fragment(t, text + f.off, f.len, t->add_space_prefix && prev_special, &out);
+        else if (wpm)
+            rc = inf__wpm_encode(t, text + f.off, f.len, &out);
         else
             rc = inf__bpe_encode(t, text + f.off, f.len, &out);
         if (rc < 0) goto done;
         prev_special = false;
     }
-    if (add_special && t->add_eos) inf__ids_push(&out, t->eos);
+    if (add_special && wpm && t->sep >= 0) inf__ids_push(&out, t->sep);
+    if (add_special && !wpm && t->add_eos) inf__ids_push(&out, t->eos);
     if (out.oom) {
         rc = inf__err(INF_ENOMEM, "tokenizer: out of memory");
         goto done;

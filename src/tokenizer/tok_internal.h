@@ -1,5 +1,6 @@
 /*
- * tok_internal.h — shared by the tokenizer's .c files only (vocab.c, encode.c, bpe.c, decode.c).
+ * tok_internal.h — shared by the tokenizer's .c files only (vocab.c, encode.c, bpe.c, decode.c,
+ * wpm.c).
  *
  * The tokenizer is immutable after inf_tokenizer_load(): every field below is written once during
  * load and only read afterwards, so one tokenizer serves any number of threads at once (each
@@ -54,8 +55,18 @@ int inf__bpe_pre_flags(const char *pre);
 /* Whether the pre-tokenizer name is one we implement (llama.cpp rejects unknown names). */
 bool inf__bpe_pre_known(const char *pre);
 
+/* WPM: byte trie over every token text, for the longest-match search. Edges live in an
+ * open-addressing table keyed by (node << 8 | byte) + 1; node 0 is the root. */
+typedef struct inf__wpm_trie {
+    uint64_t *key;   /* [cap], 0 = empty */
+    uint32_t *child; /* [cap] */
+    size_t cap, n_edges;
+    int32_t *tok; /* [n_nodes] token whose text ends at the node, or -1 */
+    size_t n_nodes, nodes_cap;
+} inf__wpm_trie;
+
 struct inf_tokenizer {
-    int kind; /* INF_TOK_SPM / INF_TOK_BPE */
+    int kind; /* INF_TOK_SPM / INF_TOK_BPE / INF_TOK_WPM */
     int64_t n_vocab;
 
     /* token texts: text[i] (NUL-terminated copy, len[i] bytes) inside pool */
@@ -86,7 +97,10 @@ struct inf_tokenizer {
     int32_t bos, eos, eot, eom, unk, sep, pad;
     int32_t fim_pad, fim_rep, fim_sep;
     bool add_bos, add_eos, add_space_prefix;
+    bool add_sep; /* WPM: SEP at the end (add_special always adds it, as llama.cpp) */
+    bool lowercase, strip_accents; /* WPM normalizer (tokenizer.ggml.normalizer.*) */
     int pre_flags;
+    inf__wpm_trie wpm;
 
     char *pre_name; /* tokenizer.ggml.pre, or "default" */
     pcre2_code *re[8];
@@ -111,6 +125,16 @@ void inf__ids_push(inf__ids *o, int32_t id);
 /* Encoders over one raw-text fragment (no special tokens inside). */
 int inf__spm_encode(const inf_tokenizer *t, const char *text, size_t len, inf__ids *out);
 int inf__bpe_encode(const inf_tokenizer *t, const char *text, size_t len, inf__ids *out);
+int inf__wpm_encode(const inf_tokenizer *t, const char *text, size_t len, inf__ids *out);
+
+/* Builds / frees the WPM trie (wpm.c). */
+int inf__wpm_init(inf_tokenizer *t);
+void inf__wpm_free(inf_tokenizer *t);
+
+/* Reads one code point the way llama.cpp's unicode_cpts_from_utf8 does: no check for overlong
+ * forms or surrogates, values up to 0x1FFFFF; an invalid or truncated sequence gives U+FFFD and
+ * consumes one byte (decode.c). */
+uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i);
 
 /* Byte of a <0xXX> token (as llama.cpp: strtol of text[3..5)). */
 uint8_t inf__tok_byte_value(const inf_tokenizer *t, int32_t id);

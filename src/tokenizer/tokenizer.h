@@ -1,6 +1,7 @@
 /*
- * tokenizer.h — vocabulary from GGUF metadata; SentencePiece (llama) and byte-level BPE (gpt2)
- * with the pre-tokenizers named by tokenizer.ggml.pre; special tokens; token pieces.
+ * tokenizer.h — vocabulary from GGUF metadata; SentencePiece (llama), byte-level BPE (gpt2)
+ * with the pre-tokenizers named by tokenizer.ggml.pre and WordPiece (bert); special tokens;
+ * token pieces.
  */
 #ifndef INF_TOKENIZER_H
 #define INF_TOKENIZER_H
@@ -9,7 +10,7 @@
 
 typedef struct inf_tokenizer inf_tokenizer;
 
-enum inf_tok_kind { INF_TOK_SPM = 1, INF_TOK_BPE = 2 };
+enum inf_tok_kind { INF_TOK_SPM = 1, INF_TOK_BPE = 2, INF_TOK_WPM = 3 /* WordPiece ("bert") */ };
 
 /* Builds the tokenizer from tokenizer.* metadata (validated: sizes, ids in range). */
 int inf_tokenizer_load(const inf_gguf *g, inf_tokenizer **out);
@@ -35,23 +36,25 @@ int32_t inf_tokenizer_find(const inf_tokenizer *t, const char *text, size_t len)
 /* Encodes text. *out: new array (free with free()), *n_out entries. */
 int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, bool add_special,
                          bool parse_special, int32_t **out, int64_t *n_out);
-/* The bytes a token stands for in output text (SPM: "▁"→" ", <0xXX> → byte; BPE: byte-level
- * decode; control tokens → "" unless render_special). Writes up to cap bytes, returns the full
- * length (like snprintf, no NUL), or a negative error for an invalid id. */
+/* The bytes a token stands for in output text (SPM, WPM: "▁"→" "; SPM <0xXX> → byte; BPE:
+ * byte-level decode; control tokens → "" unless render_special). Writes up to cap bytes, returns
+ * the full length (like snprintf, no NUL), or a negative error for an invalid id. */
 int64_t inf_tokenizer_piece(const inf_tokenizer *t, int32_t tok, bool render_special, char *buf,
                             size_t cap);
 /* Decodes a token sequence: the pieces concatenated (control tokens rendered only with
  * render_special). With add_space_prefix (SPM) the leading space of the first piece is dropped
  * when that piece starts the sequence or directly follows a leading BOS, so decode(encode(x))
- * == x. llama.cpp's clean-up of spaces before punctuation is not applied. Raw bytes: may be
- * invalid UTF-8 (byte tokens). *out new (free with free()), NUL-terminated, *len excludes it. */
+ * == x. WPM: the leading space of the output text is dropped (words are lowercased and split at
+ * punctuation, so no round trip). llama.cpp's clean-up of spaces before punctuation is not applied.
+ * Raw bytes: may be invalid UTF-8 (byte tokens). *out new (free with free()), NUL-terminated, *len
+ * excludes it. */
 int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
                          bool render_special, char **out, size_t *len);
 
 /* Chat template (Jinja subset) — chat_template.c. tmpl NULL: ChatML-like fallback.
  * *out: new NUL-terminated string (free with free()). */
 int inf_chat_template_apply(const char *tmpl, const inf_chat_message *msgs, size_t n,
-                            bool add_generation_prompt, const char *bos_text,
-                            const char *eos_text, char **out);
+                            bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                            char **out);
 
 #endif

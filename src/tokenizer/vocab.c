@@ -1,10 +1,11 @@
 /*
  * vocab.c — builds an inf_tokenizer from GGUF tokenizer.* metadata, the way llama.cpp's
  * llama_vocab::load does (it is the oracle): token texts/scores/types, BPE merges, special token
- * ids with llama.cpp's defaults (SPM: bos 1, eos 2, unk 0; BPE: bos = eos = 11, out-of-range
- * defaults disabled), add_bos/add_eos/add_space_prefix defaults, the text-based detection of
- * EOT/EOM/FIM tokens (which forces them to CONTROL), the end-of-generation set, the special-token
- * cache used by the partition step, and the per-model RSTRIP/LSTRIP quirks.
+ * ids with llama.cpp's defaults (SPM: bos 1, eos 2, unk 0; BPE: bos = eos = 11; WPM ("bert"):
+ * bos 101 [CLS], unk 100, sep 102, pad 0, no eos; out-of-range defaults disabled),
+ * add_bos/add_eos/add_sep/add_space_prefix defaults, the WPM normalizer flags, the text-based
+ * detection of EOT/EOM/FIM tokens (which forces them to CONTROL), the end-of-generation set, the
+ * special-token cache used by the partition step, and the per-model RSTRIP/LSTRIP quirks.
  *
  * Invariants after load: n_vocab >= 1; every id field is -1 or in [0, n_vocab); text[i] is
  * NUL-terminated and never empty (llama.cpp renames empty tokens "[EMPTY_i]").
@@ -330,16 +331,18 @@ static int load_merges(inf_tokenizer *t, const inf_gguf *g) {
 static int load_specials(inf_tokenizer *t, const inf_gguf *g) {
     int64_t n = t->n_vocab;
     int rc;
+    t->eot = t->eom = t->sep = t->pad = -1;
     if (t->kind == INF_TOK_SPM) {
         t->bos = 1, t->eos = 2, t->unk = 0;
+    } else if (t->kind == INF_TOK_WPM) {
+        t->bos = 101, t->eos = -1, t->unk = 100, t->sep = 102, t->pad = 0;
     } else {
         t->bos = 11, t->eos = 11, t->unk = -1;
         if (inf__bpe_pre_flags(t->pre_name) & INF__PRE_NO_BOS) t->bos = -1;
     }
-    t->eot = t->eom = t->sep = t->pad = -1;
     t->fim_pad = t->fim_rep = t->fim_sep = -1;
     int32_t fim_pre = -1, fim_suf = -1, fim_mid = -1;
-    int32_t *ids[] = {&t->bos, &t->eos, &t->unk};
+    int32_t *ids[] = {&t->bos, &t->eos, &t->unk, &t->sep, &t->pad};
     for (size_t i = 0; i < INF_ARRAY_LEN(ids); i++)
         if (*ids[i] >= n) *ids[i] = -1;
 
@@ -366,17 +369,28 @@ static int load_specials(inf_tokenizer *t, const inf_gguf *g) {
         return rc;
 
     int pflags = t->kind == INF_TOK_BPE ? inf__bpe_pre_flags(t->pre_name) : 0;
-    t->add_bos = t->kind == INF_TOK_SPM || (pflags & INF__PRE_ADD_BOS);
+    t->add_bos = t->kind == INF_TOK_SPM || t->kind == INF_TOK_WPM || (pflags & INF__PRE_ADD_BOS);
     t->add_eos = false;
+    t->add_sep = t->kind == INF_TOK_WPM;
     t->add_space_prefix = t->kind == INF_TOK_SPM;
+    t->lowercase = true;
     if ((rc = opt_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos)) < 0 ||
         (rc = opt_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos)) < 0 ||
-        (rc = opt_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix)) < 0)
+        (rc = opt_bool(g, "tokenizer.ggml.add_sep_token", &t->add_sep)) < 0 ||
+        (rc = opt_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix)) < 0 ||
+        (rc = opt_bool(g, "tokenizer.ggml.normalizer.lowercase", &t->lowercase)) < 0)
+        return rc;
+    /* HF's BertNormalizer: strip_accents follows lowercase unless given */
+    t->strip_accents = t->lowercase;
+    if ((rc = opt_bool(g, "tokenizer.ggml.normalizer.strip_accents", &t->strip_accents)) < 0)
         return rc;
     if (t->add_bos && t->bos < 0)
         return inf__err(INF_EFORMAT, "tokenizer.ggml.add_bos_token is true, but there is no BOS");
     if (t->add_eos && t->eos < 0)
         return inf__err(INF_EFORMAT, "tokenizer.ggml.add_eos_token is true, but there is no EOS");
+    if (t->add_sep && t->sep < 0)
+        return inf__err(INF_EFORMAT,
+                        "tokenizer.ggml.add_sep_token is true, but there is no separator token");
 
     /* Text-based detection (llama.cpp: "auto-detect special tokens by text"). */
     static const char *const eot_texts[] = {
@@ -543,15 +557,13 @@ int inf_tokenizer_load(const inf_gguf *g, inf_tokenizer **out) {
         t->kind = INF_TOK_SPM;
     } else if (mlen == 4 && !memcmp(model, "gpt2", 4)) {
         t->kind = INF_TOK_BPE;
+    } else if (mlen == 4 && !memcmp(model, "bert", 4)) {
+        t->kind = INF_TOK_WPM;
     } else {
         char pr[96];
         inf__gguf_printable(model, mlen, pr, sizeof pr);
-        if (mlen == 4 && !memcmp(model, "bert", 4))
-            rc = inf__err(INF_EUNSUPPORTED,
-                          "tokenizer model 'bert' (WordPiece) is not supported (llama, gpt2)");
-        else
-            rc = inf__err(INF_EUNSUPPORTED, "tokenizer model '%s' is not supported (llama, gpt2)",
-                          pr);
+        rc = inf__err(INF_EUNSUPPORTED, "tokenizer model '%s' is not supported (llama, gpt2, bert)",
+                      pr);
         goto fail;
     }
     rc = inf_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen);
@@ -574,6 +586,17 @@ int inf_tokenizer_load(const inf_gguf *g, inf_tokenizer **out) {
     }
     if ((rc = load_tokens(t, g)) < 0) goto fail;
     if (t->kind == INF_TOK_BPE && (rc = load_merges(t, g)) < 0) goto fail;
+    if (t->kind == INF_TOK_WPM) {
+        /* llama.cpp aborts on a byte token in a WPM vocabulary (token_to_byte has no WPM form) */
+        for (int64_t i = 0; i < t->n_vocab; i++) {
+            if (t->attr[i] & INF_TATTR_BYTE) {
+                rc = inf__err(INF_EFORMAT, "token %lld: byte token in a WordPiece vocabulary",
+                              (long long)i);
+                goto fail;
+            }
+        }
+        if ((rc = inf__wpm_init(t)) < 0) goto fail;
+    }
     if ((rc = load_specials(t, g)) < 0) goto fail;
     if ((rc = build_special_cache(t)) < 0) goto fail;
     if (t->kind == INF_TOK_BPE) {
@@ -592,6 +615,7 @@ fail:
 void inf_tokenizer_free(inf_tokenizer *t) {
     if (!t) return;
     inf__bpe_free(t);
+    inf__wpm_free(t);
     inf__smap_free(&t->tok_map);
     inf__smap_free(&t->merge_map);
     free(t->pool);

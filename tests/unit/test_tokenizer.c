@@ -493,7 +493,7 @@ static void test_bad_metadata(void **st) {
     (void)st;
     inf_tokenizer *t = NULL;
     void *buf;
-    synth_opts o = {.model = "bert"};
+    synth_opts o = {.model = "rwkv"};
     assert_int_equal(synth_load(&o, &t, &buf), INF_EUNSUPPORTED);
     assert_null(t);
     free(buf);
