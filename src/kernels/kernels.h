@@ -43,12 +43,13 @@ void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_t
                 int64_t ldy, void *scratch);
 
 /* Optional, at load time: re-lays out a 2-D weight tensor for this CPU's matmul kernel (q4_0
- * and q8_0 with AVX-512: 16 rows interleaved, one memory stream per 16 rows, no per-call
- * transposition — faster decode and prefill). On success *out is a view of the new copy in
- * *mem (returns new memory: free() it after the last matmul; W's data is no longer needed).
- * When no repacked layout applies, *out = *W and *mem = NULL. inf_matmul on *out gives results
- * bitwise identical to W. out->type is then a kernel-private id (inf_type_traits_get: NULL);
- * pass W->type to inf_matmul_scratch_size. Returns 0, INF_ENOMEM or INF_EINVAL. */
+ * and q8_0 with AVX-512: 16 rows interleaved, with AVX2: 8 rows; one memory stream per row
+ * group, no per-call transposition — faster decode and prefill). On success *out is a view of
+ * the new copy in *mem (returns new memory: free() it after the last matmul; W's data is no
+ * longer needed). When no repacked layout applies, *out = *W and *mem = NULL. inf_matmul on
+ * *out gives results bitwise identical to W. out->type is then a kernel-private id
+ * (inf_type_traits_get: NULL); pass W->type to inf_matmul_scratch_size. Returns 0, INF_ENOMEM
+ * or INF_EINVAL. */
 int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void **mem);
 
 /* Measures the machine's memory read bandwidth in GB/s with the pool's threads (~0.3 s, allocates

@@ -34,8 +34,8 @@ static size_t round_up64(size_t n) { return (n + 63) & ~(size_t)63; }
  * (sizing only: then the larger of both formats). *row_stride: bytes per vec_dot row. */
 /* The GGUF type a (possibly repacked) weight type computes as. */
 static int base_type(int wtype) {
-    if (wtype == INF__TYPE_Q4_0_R16) return INF_TYPE_Q4_0;
-    if (wtype == INF__TYPE_Q8_0_R16) return INF_TYPE_Q8_0;
+    if (wtype == INF__TYPE_Q4_0_R16 || wtype == INF__TYPE_Q4_0_R8) return INF_TYPE_Q4_0;
+    if (wtype == INF__TYPE_Q8_0_R16 || wtype == INF__TYPE_Q8_0_R8) return INF_TYPE_Q8_0;
     return wtype;
 }
 
@@ -59,11 +59,15 @@ static size_t plan(int wtype, int64_t n_in, int64_t n_tok, size_t wstride,
         /* Sizing only: also fit the formats this type may run with (huge strides fall back to
          * vec_dot; a repacked copy of the weights has its own kernel). */
         if (k->max_wstride && generic > sz) sz = generic;
-        const inf__mm_kernel *kr = NULL;
-        if (wtype == INF_TYPE_Q4_0) kr = inf__kernels_mm(INF__TYPE_Q4_0_R16);
-        if (wtype == INF_TYPE_Q8_0) kr = inf__kernels_mm(INF__TYPE_Q8_0_R16);
-        size_t szr = kr ? kr->act_size(n_in, n_tok) : 0;
-        if (szr > sz) sz = szr;
+        const int packed[2][2] = {{INF__TYPE_Q4_0_R16, INF__TYPE_Q4_0_R8},
+                                  {INF__TYPE_Q8_0_R16, INF__TYPE_Q8_0_R8}};
+        for (int i = 0; i < 2; i++) {
+            const inf__mm_kernel *kr = NULL;
+            if (wtype == INF_TYPE_Q4_0) kr = inf__kernels_mm(packed[0][i]);
+            if (wtype == INF_TYPE_Q8_0) kr = inf__kernels_mm(packed[1][i]);
+            size_t szr = kr ? kr->act_size(n_in, n_tok) : 0;
+            if (szr > sz) sz = szr;
+        }
     }
     return round_up64(sz);
 }
@@ -159,7 +163,8 @@ void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_t
     }
     int nth = inf_pool_size(pool);
     /* Chunks: enough for dynamic balancing on a noisy machine, big enough to amortize the
-     * counter and keep weight streams long. Multiples of 16 rows suit every tile shape. */
+     * counter and keep weight streams long. Multiples of 16 rows suit every tile shape (and
+     * start every chunk at a row group of the repacked layouts: 16 rows AVX-512, 8 AVX2). */
     int64_t target = (int64_t)nth * 8;
     int64_t rows = (c.n_out + target - 1) / target;
     int64_t min_rows = n_tok == 1 ? 32 : 16;
@@ -183,6 +188,8 @@ void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_t
 
 struct repack_ctx {
     const inf_tensor *W;
+    void (*repack)(int type, const void *src, size_t src_stride, int64_t n_in, int64_t n_rows,
+                   int64_t g0, int64_t g1, void *dst, size_t *row_bytes);
     void *dst;
     int64_t n_groups;
     size_t row_bytes;
@@ -198,8 +205,8 @@ static void repack_worker(void *vctx, int ith, int nth) {
         if (g >= c->n_groups) break;
         int64_t g1 = INF_MIN(c->n_groups, g + 16);
         size_t rb;
-        inf__avx512_repack(c->W->type, c->W->data, c->W->nb[1], c->W->ne[0], c->W->ne[1], g, g1,
-                           c->dst, &rb);
+        c->repack(c->W->type, c->W->data, c->W->nb[1], c->W->ne[0], c->W->ne[1], g, g1, c->dst,
+                  &rb);
         if (g == 0) c->row_bytes = rb;
     }
 }
@@ -208,10 +215,13 @@ int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void
     *out = *W;
     *mem = NULL;
 #if defined(__x86_64__)
-    if (inf_kernels_isa() != INF_ISA_AVX512) return 0;
+    const int isa = inf_kernels_isa();
+    if (isa != INF_ISA_AVX512 && isa != INF_ISA_AVX2) return 0;
     if (W->type != INF_TYPE_Q4_0 && W->type != INF_TYPE_Q8_0) return 0;
     if (W->ne[2] > 1 || W->ne[3] > 1) return 0;
-    size_t size = inf__avx512_repack_size(W->type, W->ne[0], W->ne[1]);
+    const bool v512 = isa == INF_ISA_AVX512; /* 16-row groups; AVX2: 8-row groups */
+    size_t size = v512 ? inf__avx512_repack_size(W->type, W->ne[0], W->ne[1])
+                       : inf__avx2_repack_size(W->type, W->ne[0], W->ne[1]);
     if (size == 0) return 0;
     if (W->nb[1] < inf_type_row_size(W->type, W->ne[0]))
         return inf__err(INF_EINVAL, "repack '%s': row stride %zu below the row size",
@@ -220,10 +230,15 @@ int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void
     if (!dst)
         return inf__err(INF_ENOMEM, "repack '%s': cannot allocate %zu bytes",
                         W->name ? W->name : "?", size);
-    struct repack_ctx c = {.W = W, .dst = dst, .n_groups = (W->ne[1] + 15) / 16};
+    const int64_t group_rows = v512 ? 16 : 8;
+    struct repack_ctx c = {.W = W,
+                           .repack = v512 ? inf__avx512_repack : inf__avx2_repack,
+                           .dst = dst,
+                           .n_groups = (W->ne[1] + group_rows - 1) / group_rows};
     atomic_init(&c.next, 0);
     inf_pool_run(pool, repack_worker, &c);
-    out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R16 : INF__TYPE_Q8_0_R16;
+    if (v512) out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R16 : INF__TYPE_Q8_0_R16;
+    else out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R8 : INF__TYPE_Q8_0_R8;
     out->nb[1] = c.row_bytes;
     out->nb[2] = out->nb[3] = size;
     out->data = dst;

@@ -5,7 +5,8 @@
  *   lengths: the integer kernels differ from ref only in float summation order;
  * - activation quantizers (q8_0, q8_1, q8_K) and the converters: bit-identical to ref, including
  *   rounding ties and all-zero blocks;
- * - tiled matmul kernels of each ISA vs ref vec_dot on the same quantized activations;
+ * - tiled matmul kernels of each ISA vs ref vec_dot on the same quantized activations, and
+ *   bitwise batch invariance of each kernel alone (n_tok, token position, row slices);
  * - inf_matmul (the dispatched ISA) vs a naive float reference, and its determinism contract:
  *   Y[t][o] bitwise identical for n_tok = 1, 37, 128 and 1 or 2 threads, ragged row counts.
  * When INFERNEO_ISA is unset the matmul group is re-run in child processes with INFERNEO_ISA=ref
@@ -268,6 +269,70 @@ static void test_mm_kernels(void **state) {
     }
 }
 
+/* Each ISA's tiled kernel alone: Y[t][o] bitwise identical whatever n_tok (1, 2, 5, 17), the
+ * token's position in the batch, and which / how many rows run() gets (offsets that cut the
+ * kernel's row groups, single rows, ragged tails), with n_in past several transposed chunks. */
+static void test_mm_batch_invariance(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 99);
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16,
+                         INF_TYPE_F32,  INF_TYPE_Q4_K, INF_TYPE_Q6_K};
+    const int64_t toks[] = {1, 2, 5, 17};
+    /* {first row, row count}: whole, a single row, cuts inside and across 8/16-row groups */
+    const int64_t slices[][2] = {{0, 45}, {44, 1}, {5, 1}, {3, 13}, {9, 33}, {16, 29}, {1, 7}};
+    for (int isa = 1; isa < 3; isa++) {
+        if (!isa_ok[isa]) continue;
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+            const inf__mm_kernel *k =
+                isa == 1 ? inf__avx2_mm_kernel(types[ti]) : inf__avx512_mm_kernel(types[ti]);
+            if (!k) continue;
+            const inf_type_traits *ref = inf_type_traits_ref(types[ti]);
+            const int64_t n_in = ref->blck_size == 256 ? 256 * 9 : 32 * 67, n_out = 45;
+            const int64_t n_all = 17;
+            struct mm_case c;
+            make_weights(&rng, &c, types[ti], n_in, n_out);
+            float *x = malloc((size_t)(n_in * n_all) * sizeof(float));
+            rand_floats(&rng, x, n_in * n_all, 1.0f);
+            /* Reference: all 17 tokens, all rows, in one call. */
+            size_t asz = (k->act_size(n_in, n_all) + 63) & ~(size_t)63;
+            uint8_t *act = aligned_alloc(64, asz);
+            for (int64_t t = 0; t < n_all; t++) k->act_prep(x + t * n_in, act, n_in, t);
+            float *yall = malloc((size_t)(n_out * n_all) * sizeof(float));
+            k->run(n_in, c.w, c.rs, n_out, act, n_all, yall, n_out);
+            const int64_t ldy = n_out + 3;
+            float *y = malloc((size_t)(ldy * n_all) * sizeof(float));
+            for (size_t q = 0; q < INF_ARRAY_LEN(toks); q++) {
+                const int64_t n_tok = toks[q];
+                for (int64_t t0 = 0; t0 + n_tok <= n_all; t0 += n_tok == 1 ? 4 : n_tok + 1) {
+                    for (int64_t t = 0; t < n_tok; t++)
+                        k->act_prep(x + (t0 + t) * n_in, act, n_in, t);
+                    for (size_t si = 0; si < INF_ARRAY_LEN(slices); si++) {
+                        const int64_t o0 = slices[si][0], nr = slices[si][1];
+                        for (int64_t i = 0; i < ldy * n_tok; i++) y[i] = -777.0f;
+                        k->run(n_in, (const char *)c.w + c.rs * (size_t)o0, c.rs, nr, act, n_tok,
+                               y + o0, ldy);
+                        for (int64_t t = 0; t < n_tok; t++) {
+                            for (int64_t o = 0; o < ldy; o++) {
+                                const float got = y[t * ldy + o];
+                                const bool in = o >= o0 && o < o0 + nr;
+                                const float want = in ? yall[(t0 + t) * n_out + o] : -777.0f;
+                                if (memcmp(&got, &want, sizeof(float)) != 0)
+                                    fail_msg("%s mm %s n_tok=%lld t=%lld rows [%lld,+%lld) o=%lld: "
+                                             "%.9g vs %.9g", isa_names[isa], ref->name,
+                                             (long long)n_tok, (long long)(t0 + t), (long long)o0,
+                                             (long long)nr, (long long)o, got, want);
+                            }
+                        }
+                    }
+                }
+            }
+            free(y), free(yall), free(act), free(x);
+            free_weights(&c);
+        }
+    }
+}
+
 /* ---- inf_matmul: accuracy and determinism --------------------------------------------------- */
 
 static void run_matmul(inf_pool *pool, struct mm_case *c, const float *x, int64_t n_tok,
@@ -420,7 +485,7 @@ static void test_repack(void **state) {
             inf_tensor R;
             void *mem = NULL;
             assert_int_equal(inf_matmul_repack(p2, &W, &R, &mem), 0);
-            if (inf_kernels_isa() == INF_ISA_AVX512 &&
+            if (inf_kernels_isa() >= INF_ISA_AVX2 &&
                 (c.type == INF_TYPE_Q4_0 || c.type == INF_TYPE_Q8_0)) {
                 assert_non_null(mem);
                 assert_int_not_equal(R.type, W.type);
@@ -504,6 +569,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),   cmocka_unit_test(test_vec_dot),
         cmocka_unit_test(test_quantizers), cmocka_unit_test(test_mm_kernels),
+        cmocka_unit_test(test_mm_batch_invariance),
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_big),
         cmocka_unit_test(test_repack),
     };

@@ -1,7 +1,7 @@
 /*
  * quants_avx2.c — AVX2/FMA/F16C kernels: the 256-bit vec_dot set and activation quantizers from
- * dot256_tmpl.h with maddubs/madd integer dots. No tiled matmul kernel: inf_matmul falls back to
- * one vec_dot per output, which is deterministic by construction.
+ * dot256_tmpl.h with maddubs/madd integer dots, and tiled matmul kernels (inf__mm_kernel) for
+ * q4_0 and q8_0 weights: 8 weight rows per vector, one lane per row (see the section below).
  *
  * Only called after kernels.c has checked cpuid for avx2, fma and f16c. Threads: pure functions.
  */
@@ -19,9 +19,544 @@
 
 #include "kernels/x86/dot256_tmpl.h"
 
+/* ---- tiled matmul kernels ----------------------------------------------------------------------
+ *
+ * Lanes are weight rows: a tile covers 8 consecutive rows, and 32-bit lane r of every vector
+ * belongs to row r. Per 32-element block the 8 rows' quants are transposed so that one vector
+ * holds 4 consecutive elements of each row; an activation group of 4 elements is broadcast to
+ * all lanes, and maddubs/madd then give each lane its row's partial dot. A lane ends the block
+ * with its row's exact integer block sum, so the float accumulator per (8 rows, token) is one
+ * ymm whose lane r is Y[t][o0 + r] itself: acc = fma(float(isum), dx * dy, acc) per block, in
+ * block order, as the reference does (fused). No horizontal sums.
+ *
+ * Decode (one token) transposes each block in registers and uses it at once (8 row streams,
+ * software-prefetched; the 8 scales come from one dword gather). With more tokens, a chunk of
+ * MM_KB blocks of the 8 rows is transposed once into a stack buffer and reused by tiles of up
+ * to MM_TB tokens; between chunks the accumulators live in y (a float store and reload are
+ * exact). Weights repacked at load (inf_matmul_repack -> the R8 layout at the end of this file)
+ * are already in the transposed form: one memory stream per 8 rows, no shuffles, no gather.
+ *
+ * Determinism: every Y[t][o] is computed by the same float sequence (per block: the exact
+ * integer block sum, cvt, dx * dy, fma; blocks in order, starting from +0) whatever n_tok,
+ * n_rows, the tile width, the lane or the layout; only how the exact integer is formed may
+ * differ (q8_0 decode: int8 sign trick, tiles: int16 madd). Rows past n_rows repeat the last
+ * row (R8: zero rows) and are never stored.
+ *
+ * Activation formats (one 64-byte-aligned row per token, nb = n_in / 32 blocks), quantized like
+ * the reference q8_0 (same int8 values and fp16-rounded scale):
+ *   q4_0 weights: qs int8 [nb][32] | dy float [nb] | 8 * sum(qs) int32 [nb]
+ *     (weights are used as unsigned nibbles 0..15; the -8 offset is applied via the sum)
+ *   q8_0 weights: per block int16 pairs (x[4g], x[4g+2]) for g < 8, then (x[4g+1], x[4g+3]),
+ *     then the 32 int8 [nb][96 bytes] | dy float [nb] (tiles madd on int16: no saturation;
+ *     decode uses the int8 copy)
+ */
+
+#ifndef MM_TB
+#define MM_TB 6 /* tokens per tile (4..6: the switches below) */
+#endif
+#define MM_KB 16 /* blocks per transposed chunk */
+#define MM_INLINE static inline __attribute__((always_inline))
+/* Pins a value in a register at this point: keeps GCC from re-associating the integer add chains
+ * into trees (which keeps every product live and spills; integer sums are exact either way). */
+#define MM_KEEP(v) __asm__("" : "+x"(v))
+
+static size_t mm_round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static size_t mm_act_size(int64_t n_in, int64_t n_tok, size_t per_block) {
+    if (n_in <= 0 || n_tok <= 0 || n_in % 32 != 0) return 0;
+    size_t rs, total;
+    if (inf__mul_overflow((size_t)(n_in / 32), per_block, &rs)) return 0;
+    rs = mm_round64(rs);
+    if (inf__mul_overflow(rs, (size_t)n_tok, &total)) return 0;
+    return total;
+}
+
+static inline int32_t mm_ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __m256i mm_bcast32(const void *p) { return _mm256_set1_epi32(mm_ld32(p)); }
+
+static inline uint16_t mm_ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* Decode streams 8 rows at once: software prefetch MM_PF bytes ahead in each row (0: none). */
+#ifndef MM_PF
+#define MM_PF 256
+#endif
+MM_INLINE void mm_prefetch8(const uint8_t *const rp[8], size_t off) {
+    if (MM_PF == 0) return;
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) _mm_prefetch((const char *)rp[r] + off + MM_PF, _MM_HINT_T0);
+}
+
+#ifndef MM_GATHER_D
+#define MM_GATHER_D 1
+#endif
+
+/* fp16 scales at byte offset off of the 8 rows -> 8 floats. With MM_GATHER_D one dword gather
+ * (row r at rp[0] + offs[r]; the 2 bytes after each scale are the block's own quants). */
+MM_INLINE __m256 mm_load_d8(const uint8_t *const rp[8], __m256i offs, size_t off) {
+#if MM_GATHER_D
+    __m256i v = _mm256_i32gather_epi32((const int *)(const void *)(rp[0] + off), offs, 1);
+    v = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1,
+                                                -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1,
+                                                -1, -1, -1, -1));
+    v = _mm256_permute4x64_epi64(v, 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(v));
+#else
+    (void)offs;
+    __m128i h = _mm_setr_epi16((short)mm_ld16(rp[0] + off), (short)mm_ld16(rp[1] + off),
+                               (short)mm_ld16(rp[2] + off), (short)mm_ld16(rp[3] + off),
+                               (short)mm_ld16(rp[4] + off), (short)mm_ld16(rp[5] + off),
+                               (short)mm_ld16(rp[6] + off), (short)mm_ld16(rp[7] + off));
+    return _mm256_cvtph_ps(h);
+#endif
+}
+
+/* 16 bytes at offset off of rows r (low half) and r + 4 (high half), r < 4, transposed so that
+ * out[j] lane r = dword j of row r (j < 4). */
+MM_INLINE void mm_transpose16(const uint8_t *const rp[8], size_t off, __m256i out[4]) {
+#define MM_LD2(r)                                                                                  \
+    _mm256_inserti128_si256(                                                                       \
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(rp[r] + off))),                   \
+        _mm_loadu_si128((const __m128i *)(rp[(r) + 4] + off)), 1)
+    const __m256i v0 = MM_LD2(0), v1 = MM_LD2(1), v2 = MM_LD2(2), v3 = MM_LD2(3);
+#undef MM_LD2
+    __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
+    __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
+    out[0] = _mm256_unpacklo_epi64(t0, t2);
+    out[1] = _mm256_unpackhi_epi64(t0, t2);
+    out[2] = _mm256_unpacklo_epi64(t1, t3);
+    out[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* Lane masks for the first n rows (n in 1..8). */
+static inline __m256i mm_row_mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+MM_INLINE __m256 mm_acc_load(const float *y, int64_t rows, __m256i mask) {
+    return rows == 8 ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, mask);
+}
+
+MM_INLINE void mm_acc_store(float *y, int64_t rows, __m256i mask, __m256 v) {
+    if (rows == 8) _mm256_storeu_ps(y, v);
+    else _mm256_maskstore_ps(y, mask, v);
+}
+
+/* ---- q4_0 ---- */
+
+#define Q40_NV 9 /* per block in the transposed chunk: 8 weight vectors, then dx */
+
+static size_t q40_act_row(int64_t n_in) { return mm_round64((size_t)(n_in / 32) * 40); }
+
+static size_t q40_act_size(int64_t n_in, int64_t n_tok) { return mm_act_size(n_in, n_tok, 40); }
+
+static void q40_act_prep(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    const int64_t nb = n_in / 32;
+    uint8_t *row = (uint8_t *)act + (size_t)t * q40_act_row(n_in);
+    int8_t *qs = (int8_t *)row;
+    float *dy = (float *)(row + (size_t)nb * 32);
+    int32_t *sy = (int32_t *)(dy + nb);
+    for (int64_t b = 0; b < nb; b++, x += 32) {
+        const float d = t_absmax32(x) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256i q = t_quant32(x, id);
+        _mm256_storeu_si256((__m256i *)(qs + 32 * b), q);
+        dy[b] = t_fp16(t_to_fp16(d));
+        sy[b] = 8 * t_sum_i8(q);
+    }
+}
+
+/* Block b of the 8 rows: w[j] / w[4 + j] lane r = low / high nibbles of qs dword j of row r,
+ * i.e. elements 4j..4j+3 / 16+4j..16+4j+3 as unsigned 0..15. */
+MM_INLINE void q40_unpack(int packed, const uint8_t *const rp[8], __m256i offs, int64_t b,
+                          __m256i w[8], __m256 *dx) {
+    const size_t off = (size_t)b * sizeof(inf_block_q4_0);
+    __m256i n[4];
+    if (packed) {
+        /* R8 record of 8 rows = 8 * 18 bytes at the same offset as the rows' blocks */
+        const uint8_t *rec = rp[0] + 8 * off;
+#pragma GCC unroll 8
+        for (int j = 0; j < 4; j++) n[j] = _mm256_loadu_si256((const __m256i *)(rec + 16 + 32 * j));
+        *dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec));
+    } else {
+        mm_transpose16(rp, off + 2, n);
+        *dx = mm_load_d8(rp, offs, off);
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        w[j] = _mm256_and_si256(n[j], m4);
+        w[4 + j] = _mm256_and_si256(_mm256_srli_epi16(n[j], 4), m4);
+    }
+}
+
+/* One block for TB tokens. W(g) yields weight vector g; a[t] = token t's activation row. */
+#define Q40_BLOCK(TB, W, DX, a, nb, b, acc)                                                   \
+    do {                                                                                      \
+        __m256i s_[MM_TB];                                                                       \
+        _Pragma("GCC unroll 8") for (int g = 0; g < 8; g++) {                                 \
+            const __m256i w_ = (W(g));                                                        \
+            _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                            \
+                __m256i p_ = _mm256_maddubs_epi16(w_, mm_bcast32((a)[t] + 32 * (b) + 4 * g)); \
+                s_[t] = g ? _mm256_add_epi16(s_[t], p_) : p_;                                 \
+                MM_KEEP(s_[t]);                                                               \
+            }                                                                                 \
+        }                                                                                     \
+        const __m256 dx_ = (DX);                                                              \
+        _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                                \
+            const float *dy_ = (const float *)((a)[t] + 32 * (nb));                           \
+            const int32_t *sy_ = (const int32_t *)(dy_ + (nb));                               \
+            __m256i i_ = _mm256_sub_epi32(_mm256_madd_epi16(s_[t], _mm256_set1_epi16(1)),    \
+                                          _mm256_set1_epi32(sy_[b]));                         \
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i_),                                  \
+                                     _mm256_mul_ps(dx_, _mm256_set1_ps(dy_[b])), acc[t]);     \
+        }                                                                                     \
+    } while (0)
+
+/* All blocks, transposed in registers, for TB tokens starting at a[0]. */
+MM_INLINE void q40_direct(int packed, int TB, const uint8_t *const rp[8], __m256i offs,
+                          int64_t nb, const int8_t *const *a,
+                          float *y, int64_t ldy, int64_t rows, __m256i mask) {
+    __m256 acc[MM_TB];
+    for (int t = 0; t < TB; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i w[8];
+        __m256 dx;
+#ifndef MM_PF_EVERY
+#define MM_PF_EVERY 2
+#endif
+        if (!packed && b % MM_PF_EVERY == 0) mm_prefetch8(rp, (size_t)b * sizeof(inf_block_q4_0));
+        q40_unpack(packed, rp, offs, b, w, &dx);
+#define W_(g) w[g]
+        Q40_BLOCK(TB, W_, dx, a, nb, b, acc);
+#undef W_
+    }
+    for (int t = 0; t < TB; t++) mm_acc_store(y + t * ldy, rows, mask, acc[t]);
+}
+
+/* Blocks [b0, b0 + kbn) from the transposed chunk buf, TB tokens. */
+MM_INLINE void q40_tile(int TB, const __m256i *buf, int64_t b0, int64_t kbn, int64_t nb,
+                        const int8_t *const *a, float *y, int64_t ldy, int64_t rows,
+                        __m256i mask) {
+    __m256 acc[MM_TB];
+    for (int t = 0; t < TB; t++)
+        acc[t] = b0 == 0 ? _mm256_setzero_ps() : mm_acc_load(y + t * ldy, rows, mask);
+    for (int64_t k = 0; k < kbn; k++) {
+        const __m256i *wb = buf + k * Q40_NV;
+        const int64_t b = b0 + k;
+#define W_(g) _mm256_load_si256(wb + (g))
+        Q40_BLOCK(TB, W_, _mm256_castsi256_ps(_mm256_load_si256(wb + 8)), a, nb, b, acc);
+#undef W_
+    }
+    for (int t = 0; t < TB; t++) mm_acc_store(y + t * ldy, rows, mask, acc[t]);
+}
+
+MM_INLINE void q40_run_impl(int packed, int64_t n_in, const void *w, size_t wstride,
+                            int64_t n_rows, const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    const int64_t nb = n_in / 32;
+    const size_t as = q40_act_row(n_in);
+    const uint8_t *ab = act;
+    _Alignas(32) __m256i buf[MM_KB * Q40_NV];
+    for (int64_t o0 = 0; o0 < n_rows; o0 += 8) {
+        const int64_t rows = INF_MIN(8, n_rows - o0);
+        const __m256i mask = mm_row_mask(rows);
+        const uint8_t *rp[8];
+        for (int r = 0; r < 8; r++)
+            rp[r] = (const uint8_t *)w +
+                    (size_t)(o0 + (packed ? 0 : INF_MIN(r, rows - 1))) * wstride;
+        const __m256i offs = _mm256_mullo_epi32(
+            _mm256_min_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                             _mm256_set1_epi32((int)rows - 1)),
+            _mm256_set1_epi32((int)wstride));
+        float *yo = y + o0;
+        if (n_tok == 1) {
+            const int8_t *a[1] = {(const int8_t *)ab};
+            q40_direct(packed, 1, rp, offs, nb, a, yo, ldy, rows, mask);
+            continue;
+        }
+        for (int64_t b0 = 0; b0 < nb; b0 += MM_KB) {
+            const int64_t kbn = INF_MIN(MM_KB, nb - b0);
+            for (int64_t k = 0; k < kbn; k++) {
+                __m256i wv[8];
+                __m256 dx;
+                q40_unpack(packed, rp, offs, b0 + k, wv, &dx);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm256_store_si256(buf + k * Q40_NV + j, wv[j]);
+                _mm256_store_si256(buf + k * Q40_NV + 8, _mm256_castps_si256(dx));
+            }
+            for (int64_t t0 = 0; t0 < n_tok; t0 += MM_TB) {
+                const int8_t *a[MM_TB];
+                const int64_t tn = INF_MIN(MM_TB, n_tok - t0);
+                for (int t = 0; t < MM_TB; t++)
+                    a[t] = (const int8_t *)(ab + (size_t)(t0 + INF_MIN(t, tn - 1)) * as);
+                float *yt = yo + t0 * ldy;
+                switch (tn) {
+#if MM_TB >= 6
+                case 6: q40_tile(6, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                case 5: q40_tile(5, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+#endif
+                case 4: q40_tile(4, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                case 3: q40_tile(3, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                case 2: q40_tile(2, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                default: q40_tile(1, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                }
+            }
+        }
+    }
+}
+
+/* ---- q8_0 ---- */
+
+#define Q80_NV 17 /* per block in the transposed chunk: 16 weight vectors, then dx */
+
+static size_t q80_act_row(int64_t n_in) { return mm_round64((size_t)(n_in / 32) * 100); }
+
+static size_t q80_act_size(int64_t n_in, int64_t n_tok) { return mm_act_size(n_in, n_tok, 100); }
+
+static void q80_act_prep(const float *restrict x, void *restrict act, int64_t n_in, int64_t t) {
+    const int64_t nb = n_in / 32;
+    uint8_t *row = (uint8_t *)act + (size_t)t * q80_act_row(n_in);
+    float *dy = (float *)(row + (size_t)nb * 96);
+    for (int64_t b = 0; b < nb; b++, x += 32) {
+        const float d = t_absmax32(x) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256i q = t_quant32(x, id);
+        /* int16 lane i: even = q[2i], odd = q[2i+1]; dword g of even = (q[4g], q[4g+2]). */
+        const __m256i ev = _mm256_srai_epi16(_mm256_slli_epi16(q, 8), 8);
+        const __m256i od = _mm256_srai_epi16(q, 8);
+        _mm256_storeu_si256((__m256i *)(row + 96 * b), ev);
+        _mm256_storeu_si256((__m256i *)(row + 96 * b + 32), od);
+        _mm256_storeu_si256((__m256i *)(row + 96 * b + 64), q);
+        dy[b] = t_fp16(t_to_fp16(d));
+    }
+}
+
+/* Block b of the 8 rows: w[2g] / w[2g + 1] lane r = int16 pairs (x[4g], x[4g+2]) /
+ * (x[4g+1], x[4g+3]) of row r. */
+/* Block b of the 8 rows as int8: n[g] lane r = dword g of row r's quants. */
+MM_INLINE void q80_load(int packed, const uint8_t *const rp[8], __m256i offs, int64_t b,
+                        __m256i n[8], __m256 *dx) {
+    const size_t off = (size_t)b * sizeof(inf_block_q8_0);
+    if (packed) {
+        const uint8_t *rec = rp[0] + 8 * off;
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) n[j] = _mm256_loadu_si256((const __m256i *)(rec + 16 + 32 * j));
+        *dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec));
+    } else {
+        mm_transpose16(rp, off + 2, n);
+        mm_transpose16(rp, off + 18, n + 4);
+        *dx = mm_load_d8(rp, offs, off);
+    }
+}
+
+MM_INLINE void q80_unpack(int packed, const uint8_t *const rp[8], __m256i offs, int64_t b,
+                          __m256i w[16], __m256 *dx) {
+    __m256i n[8];
+    q80_load(packed, rp, offs, b, n, dx);
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        w[2 * g] = _mm256_srai_epi16(_mm256_slli_epi16(n[g], 8), 8);
+        w[2 * g + 1] = _mm256_srai_epi16(n[g], 8);
+    }
+}
+
+#define Q80_BLOCK(TB, W, DX, a, nb, b, acc)                                                   \
+    do {                                                                                      \
+        __m256i s_[MM_TB];                                                                       \
+        _Pragma("GCC unroll 16") for (int g = 0; g < 16; g++) {                               \
+            const __m256i w_ = (W(g));                                                        \
+            const int gg_ = (g & 1) * 8 + (g >> 1);                                           \
+            _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                            \
+                __m256i p_ = _mm256_madd_epi16(w_, mm_bcast32((a)[t] + 96 * (b) + 4 * gg_));  \
+                s_[t] = g ? _mm256_add_epi32(s_[t], p_) : p_;                                 \
+                MM_KEEP(s_[t]);                                                               \
+            }                                                                                 \
+        }                                                                                     \
+        const __m256 dx_ = (DX);                                                              \
+        _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                                \
+            const float *dy_ = (const float *)((a)[t] + 96 * (nb));                           \
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s_[t]),                               \
+                                     _mm256_mul_ps(dx_, _mm256_set1_ps(dy_[b])), acc[t]);     \
+        }                                                                                     \
+    } while (0)
+
+/* One token (decode), transposed in registers. The block's integer sum comes from the int8
+ * quants with the sign trick (|w| * (a with w's sign), pairs <= 2 * 128 * 127): fewer operations
+ * than the int16 form the tiles use, and the same exact integer, so the float sequence per
+ * output is the tiles' one. */
+MM_INLINE void q80_direct(int packed, const uint8_t *const rp[8], __m256i offs, int64_t nb,
+                          const int8_t *a, float *y, int64_t rows, __m256i mask) {
+    __m256 acc = _mm256_setzero_ps();
+    const float *dy = (const float *)(a + 96 * nb);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i n[8];
+        __m256 dx;
+        if (!packed) mm_prefetch8(rp, (size_t)b * sizeof(inf_block_q8_0));
+        q80_load(packed, rp, offs, b, n, &dx);
+        const int8_t *qa = a + 96 * b + 64;
+        __m256i s;
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(n[g]),
+                                             _mm256_sign_epi8(mm_bcast32(qa + 4 * g), n[g]));
+            p = _mm256_madd_epi16(p, ones);
+            s = g ? _mm256_add_epi32(s, p) : p;
+            MM_KEEP(s);
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dx, _mm256_set1_ps(dy[b])), acc);
+    }
+    mm_acc_store(y, rows, mask, acc);
+}
+
+MM_INLINE void q80_tile(int TB, const __m256i *buf, int64_t b0, int64_t kbn, int64_t nb,
+                        const int8_t *const *a, float *y, int64_t ldy, int64_t rows,
+                        __m256i mask) {
+    __m256 acc[MM_TB];
+    for (int t = 0; t < TB; t++)
+        acc[t] = b0 == 0 ? _mm256_setzero_ps() : mm_acc_load(y + t * ldy, rows, mask);
+    for (int64_t k = 0; k < kbn; k++) {
+        const __m256i *wb = buf + k * Q80_NV;
+        const int64_t b = b0 + k;
+#define W_(g) _mm256_load_si256(wb + (g))
+        Q80_BLOCK(TB, W_, _mm256_castsi256_ps(_mm256_load_si256(wb + 16)), a, nb, b, acc);
+#undef W_
+    }
+    for (int t = 0; t < TB; t++) mm_acc_store(y + t * ldy, rows, mask, acc[t]);
+}
+
+MM_INLINE void q80_run_impl(int packed, int64_t n_in, const void *w, size_t wstride,
+                            int64_t n_rows, const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    const int64_t nb = n_in / 32;
+    const size_t as = q80_act_row(n_in);
+    const uint8_t *ab = act;
+    _Alignas(32) __m256i buf[MM_KB * Q80_NV];
+    for (int64_t o0 = 0; o0 < n_rows; o0 += 8) {
+        const int64_t rows = INF_MIN(8, n_rows - o0);
+        const __m256i mask = mm_row_mask(rows);
+        const uint8_t *rp[8];
+        for (int r = 0; r < 8; r++)
+            rp[r] = (const uint8_t *)w +
+                    (size_t)(o0 + (packed ? 0 : INF_MIN(r, rows - 1))) * wstride;
+        const __m256i offs = _mm256_mullo_epi32(
+            _mm256_min_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                             _mm256_set1_epi32((int)rows - 1)),
+            _mm256_set1_epi32((int)wstride));
+        float *yo = y + o0;
+        if (n_tok == 1) {
+            q80_direct(packed, rp, offs, nb, (const int8_t *)ab, yo, rows, mask);
+            continue;
+        }
+        for (int64_t b0 = 0; b0 < nb; b0 += MM_KB) {
+            const int64_t kbn = INF_MIN(MM_KB, nb - b0);
+            for (int64_t k = 0; k < kbn; k++) {
+                __m256i wv[16];
+                __m256 dx;
+                q80_unpack(packed, rp, offs, b0 + k, wv, &dx);
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) _mm256_store_si256(buf + k * Q80_NV + j, wv[j]);
+                _mm256_store_si256(buf + k * Q80_NV + 16, _mm256_castps_si256(dx));
+            }
+            for (int64_t t0 = 0; t0 < n_tok; t0 += MM_TB) {
+                const int8_t *a[MM_TB];
+                const int64_t tn = INF_MIN(MM_TB, n_tok - t0);
+                for (int t = 0; t < MM_TB; t++)
+                    a[t] = (const int8_t *)(ab + (size_t)(t0 + INF_MIN(t, tn - 1)) * as);
+                float *yt = yo + t0 * ldy;
+                switch (tn) {
+#if MM_TB >= 6
+                case 6: q80_tile(6, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                case 5: q80_tile(5, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+#endif
+                case 4: q80_tile(4, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                case 3: q80_tile(3, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                case 2: q80_tile(2, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                default: q80_tile(1, buf, b0, kbn, nb, a, yt, ldy, rows, mask); break;
+                }
+            }
+        }
+    }
+}
+
+/* The scale gather takes 32-bit row offsets up to 7 strides. */
+#define MM_MAX_WSTRIDE (MM_GATHER_D ? (size_t)INT32_MAX / 8 : 0)
+static void q40_run(int64_t n_in, const void *w, size_t wstride, int64_t n_rows, const void *act,
+                    int64_t n_tok, float *y, int64_t ldy) {
+    q40_run_impl(0, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+static void q40r_run(int64_t n_in, const void *w, size_t wstride, int64_t n_rows, const void *act,
+                     int64_t n_tok, float *y, int64_t ldy) {
+    q40_run_impl(1, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+static void q80_run(int64_t n_in, const void *w, size_t wstride, int64_t n_rows, const void *act,
+                    int64_t n_tok, float *y, int64_t ldy) {
+    q80_run_impl(0, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+static void q80r_run(int64_t n_in, const void *w, size_t wstride, int64_t n_rows, const void *act,
+                     int64_t n_tok, float *y, int64_t ldy) {
+    q80_run_impl(1, n_in, w, wstride, n_rows, act, n_tok, y, ldy);
+}
+
+static const inf__mm_kernel mm_q4_0 = {q40_act_size, q40_act_prep, q40_run, MM_MAX_WSTRIDE};
+static const inf__mm_kernel mm_q8_0 = {q80_act_size, q80_act_prep, q80_run, MM_MAX_WSTRIDE};
+static const inf__mm_kernel mm_q4_0_r8 = {q40_act_size, q40_act_prep, q40r_run, 0};
+static const inf__mm_kernel mm_q8_0_r8 = {q80_act_size, q80_act_prep, q80r_run, 0};
+
+/* ---- R8 repacked layout ----
+ * Rows in groups of 8 (the last padded with zero rows); per block b, one record of 8 * block
+ * bytes at 8 * b * block bytes into the group: the 8 fp16 scales, then the quants as 32-byte
+ * vectors whose lane r holds dword j of row r (q4_0: 4 vectors, q8_0: 8). Exactly what the
+ * kernels above transpose to per call, so results are bitwise identical. nb[1] stays the row
+ * size: row o0 (a multiple of 8) starts its group at o0 * nb[1]. */
+size_t inf__avx2_repack_size(int type, int64_t n_in, int64_t n_rows) {
+    if ((type != INF_TYPE_Q4_0 && type != INF_TYPE_Q8_0) || n_in <= 0 || n_in % 32 || n_rows <= 0)
+        return 0;
+    size_t rs = inf_type_row_size(type, n_in), groups = (size_t)((n_rows + 7) / 8), total;
+    if (rs == 0 || rs > SIZE_MAX / 8 || inf__mul_overflow(rs * 8, groups, &total)) return 0;
+    return total;
+}
+
+void inf__avx2_repack(int type, const void *src, size_t src_stride, int64_t n_in, int64_t n_rows,
+                      int64_t g0, int64_t g1, void *dst, size_t *row_bytes) {
+    const int q8 = type == INF_TYPE_Q8_0;
+    const int64_t nb = n_in / 32;
+    const size_t bsz = q8 ? sizeof(inf_block_q8_0) : sizeof(inf_block_q4_0);
+    const int nv = q8 ? 8 : 4;
+    const size_t rs = inf_type_row_size(type, n_in);
+    *row_bytes = rs;
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *out = (uint8_t *)dst + (size_t)g * 8 * rs;
+        memset(out, 0, 8 * rs);
+        for (int r = 0; r < 8; r++) {
+            const int64_t row = g * 8 + r;
+            if (row >= n_rows) break;
+            const uint8_t *in = (const uint8_t *)src + (size_t)row * src_stride;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = in + (size_t)b * bsz;
+                uint8_t *rec = out + (size_t)b * 8 * bsz;
+                memcpy(rec + 2 * r, blk, 2);
+                for (int j = 0; j < nv; j++) memcpy(rec + 16 + 32 * j + 4 * r, blk + 2 + 4 * j, 4);
+            }
+        }
+    }
+}
+
 void inf__avx2_override(inf_type_traits *tab) { avx2_install(tab); }
 
 const inf__mm_kernel *inf__avx2_mm_kernel(int wtype) {
-    (void)wtype;
-    return NULL;
+    switch (wtype) {
+    case INF_TYPE_Q4_0: return &mm_q4_0;
+    case INF_TYPE_Q8_0: return &mm_q8_0;
+    case INF__TYPE_Q4_0_R8: return &mm_q4_0_r8;
+    case INF__TYPE_Q8_0_R8: return &mm_q8_0_r8;
+    default: return NULL;
+    }
 }

@@ -49,6 +49,14 @@ size_t inf__avx512_repack_size(int type, int64_t n_in, int64_t n_rows);
 void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_in,
                         int64_t n_rows, int64_t g0, int64_t g1, void *dst, size_t *row_bytes);
 
+/* AVX2 repacked layout (see quants_avx2.c): 8 rows interleaved per block, same bytes per row.
+ * Same contract as the AVX-512 pair above, with groups of 8 rows. */
+#define INF__TYPE_Q4_0_R8 (INF_TYPE_COUNT + 2)
+#define INF__TYPE_Q8_0_R8 (INF_TYPE_COUNT + 3)
+size_t inf__avx2_repack_size(int type, int64_t n_in, int64_t n_rows);
+void inf__avx2_repack(int type, const void *src, size_t src_stride, int64_t n_in, int64_t n_rows,
+                      int64_t g0, int64_t g1, void *dst, size_t *row_bytes);
+
 /* The dispatched matmul kernel for a weight type, or NULL (use traits->vec_dot). kernels.c. */
 const inf__mm_kernel *inf__kernels_mm(int wtype);
 
