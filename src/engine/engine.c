@@ -593,7 +593,7 @@ static int resolve_params(inf_engine *e, const inf_engine_params *in, size_t *pa
         return inf__err(INF_EINVAL, "engine: n_ctx %lld out of range", (long long)n_ctx);
     p.n_ctx = n_ctx;
 
-    size_t tok_bytes = (size_t)(2 * hp->n_layer * hp->n_head_kv * hp->head_dim) * sizeof(float);
+    size_t tok_bytes = inf_kv_store_token_bytes(hp); /* binary16 K and V, every layer */
     if (tok_bytes == 0) return inf__err(INF_EINVAL, "engine: model has no KV heads");
     if (inf__mul_overflow(tok_bytes, (size_t)p.page_tokens, page_bytes))
         return inf__err(INF_EINVAL, "engine: page size overflows");

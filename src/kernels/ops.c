@@ -5,12 +5,20 @@
  * results are bit-identical whatever the batch composition or thread split. Reductions use eight
  * independent float lanes (which the compiler maps onto SIMD registers without -ffast-math)
  * or double accumulation where llama.cpp accumulates in double (RMSNorm, softmax sums).
+ * The f16 KV variants convert a block of K or V rows exactly into float scratch and run the very
+ * same float code on it, so they equal the float functions bit for bit on every clone and ISA.
  * Threads: all functions are reentrant; callers parallelize over tokens/heads.
  */
 #include "kernels/ops.h"
 
+#include "kernels/kernels.h"
+
 #include <math.h>
 #include <string.h>
+
+/* The 64-byte vector helpers below are always inlined: no vector crosses a call boundary, so
+ * GCC's note that such a return "changes the ABI" without AVX-512 does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 void inf_op_rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps) {
     double acc[4] = {0, 0, 0, 0};
@@ -382,7 +390,7 @@ INF_INLINE void attn_pv2(const float *restrict p, const float *restrict r, const
     }
 }
 
-#define ATTN_BLOCK 64 /* positions per block: the block's K and V rows stay in L1 across heads */
+#define ATTN_BLOCK INF_ATTN_BLOCK
 
 INF_INLINE void scores_impl(const float *q, int64_t n_heads, const float *k, size_t stride,
                             const int32_t *slots, int64_t n, int64_t hd, float scale, float *scores,
@@ -456,4 +464,170 @@ void inf_op_attention(const float *q, const float *k, const float *v, size_t str
                       const int32_t *slots, int64_t n_pos, int64_t head_dim, float scale,
                       float *scratch, float *out) {
     inf_op_attention_group(q, 1, k, v, stride, slots, n_pos, head_dim, scale, scratch, out);
+}
+
+/* ---- f16 KV rows ---- */
+
+/* Exact binary16 -> float without F16C, branch-free so the clones vectorize it: normals,
+ * infinities and NaNs move the exponent (rebias by 112, once more for the all-ones exponent),
+ * subnormals are their integer mantissa times 2^-24 (both factors exact). */
+INF_INLINE float h2f(inf_half h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, a = h & 0x7fffu;
+    uint32_t nrm = (a << 13) + 0x38000000u;
+    if (a >= 0x7c00u) nrm += 0x38000000u;
+    float sub = (float)(int32_t)a * 0x1p-24f;
+    uint32_t sb, r;
+    memcpy(&sb, &sub, sizeof sb);
+    r = a < 0x400u ? sb : nrm;
+    r |= sign;
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+/* h2f on sixteen halves at once (explicit vectors: the loop form does not vectorize). */
+typedef uint16_t vh16 __attribute__((vector_size(32)));
+INF_INLINE v16 h2f16(const inf_half *p) {
+    vh16 hv;
+    memcpy(&hv, p, sizeof hv);
+    vu16 u = __builtin_convertvector(hv, vu16);
+    vu16 sign = (u & 0x8000u) << 16, a = u & 0x7fffu;
+    vu16 nrm = (a << 13) + 0x38000000u;
+    nrm += (vu16)(a >= 0x7c00u) & 0x38000000u;
+    v16 sub = __builtin_convertvector((vi16)a, v16) * 0x1p-24f;
+    vu16 r = (vu16)sel16((vi16)(a < 0x400u), sub, (v16)nrm);
+    return (v16)(r | sign);
+}
+
+INF_INLINE void gather_ref(const inf_half *src, size_t stride, const int32_t *slots, int64_t n,
+                           int64_t hd, float *restrict dst) {
+    for (int64_t j = 0; j < n; j++) {
+        const inf_half *row = src + (size_t)slots[j] * stride;
+        float *o = dst + j * hd;
+        int64_t d = 0;
+        for (; d + 16 <= hd; d += 16)
+            store16(o + d, h2f16(row + d));
+        for (; d < hd; d++)
+            o[d] = h2f(row[d]);
+    }
+}
+
+/* F16C conversions when the dispatched ISA has them (avx2 implies F16C in kernels.c):
+ * 0 portable, 1 avx2 (256-bit F16C), 2 avx512 (512-bit conversions). */
+static int use_f16c(void) {
+#if defined(__x86_64__)
+    int isa = inf_kernels_isa();
+    return isa >= INF_ISA_AVX512 ? 2 : isa >= INF_ISA_AVX2 ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+INF_INLINE void gather(int f16c, const inf_half *src, size_t stride, const int32_t *slots,
+                       int64_t n, int64_t hd, float *dst) {
+#if defined(__x86_64__)
+    if (f16c == 2) {
+        inf__f16_gather_avx512(src, stride, slots, n, hd, dst);
+        return;
+    }
+    if (f16c) {
+        inf__f16_gather_avx2(src, stride, slots, n, hd, dst);
+        return;
+    }
+#endif
+    (void)f16c;
+    gather_ref(src, stride, slots, n, hd, dst);
+}
+
+/* Converted block rows are contiguous: row j sits at conv + iota[j] * head_dim. */
+static const int32_t iota[ATTN_BLOCK] = {
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+    22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+    44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63};
+_Static_assert(ATTN_BLOCK == 64, "iota covers one block");
+
+/* scores_impl over f16 keys: block by block, each block's keys converted once for all heads. */
+INF_INLINE void scores_f16_impl(int f16c, const float *q, int64_t n_heads, const inf_half *k,
+                                size_t stride, const int32_t *slots, int64_t n, int64_t hd,
+                                float scale, float *scores, int64_t ld, float *conv) {
+    for (int64_t j0 = 0; j0 < n; j0 += ATTN_BLOCK) {
+        int64_t nb = INF_OPS_MIN(ATTN_BLOCK, n - j0);
+        gather(f16c, k, stride, slots + j0, nb, hd, conv);
+        for (int64_t h = 0; h < n_heads; h++)
+            attn_scores(q + h * hd, conv, (size_t)hd, iota, nb, hd, scale, scores + h * ld + j0);
+    }
+}
+
+/* pv_impl over f16 values: the same per-dim in-order sums, blocks of converted rows. */
+INF_INLINE void pv_f16_impl(int f16c, const float *p, int64_t n_heads, int64_t ld,
+                            const inf_half *v, size_t stride, const int32_t *slots, int64_t n,
+                            int64_t hd, float *part, float *conv) {
+    for (int64_t i = 0; i < n_heads * hd; i++)
+        part[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < n; j0 += ATTN_BLOCK) {
+        int64_t nb = INF_OPS_MIN(ATTN_BLOCK, n - j0), h = 0;
+        gather(f16c, v, stride, slots + j0, nb, hd, conv);
+        if (hd % (4 * DOT_LANES) == 0)
+            for (; h + 2 <= n_heads; h += 2)
+                attn_pv2(p + h * ld + j0, p + (h + 1) * ld + j0, conv, (size_t)hd, iota, 0, nb,
+                         hd, part + h * hd, part + (h + 1) * hd);
+        for (; h < n_heads; h++)
+            attn_pv(p + h * ld + j0, conv, (size_t)hd, iota, 0, nb, hd, part + h * hd);
+    }
+}
+
+INF_OPS_CLONES
+void inf_op_attn_scores_f16(const float *q, int64_t n_heads, const inf_half *k, size_t stride,
+                            const int32_t *slots, int64_t n, int64_t head_dim, float scale,
+                            float *scores, int64_t ld, float *conv) {
+    scores_f16_impl(use_f16c(), q, n_heads, k, stride, slots, n, head_dim, scale, scores, ld,
+                    conv);
+}
+
+INF_OPS_CLONES
+void inf_op_attn_pv_f16(const float *p, int64_t n_heads, int64_t ld, const inf_half *v,
+                        size_t stride, const int32_t *slots, int64_t n, int64_t head_dim,
+                        float *part, float *conv) {
+    pv_f16_impl(use_f16c(), p, n_heads, ld, v, stride, slots, n, head_dim, part, conv);
+}
+
+INF_OPS_CLONES
+void inf_op_attention_group_f16(const float *q, int64_t n_heads, const inf_half *k,
+                                const inf_half *v, size_t stride, const int32_t *slots,
+                                int64_t n_pos, int64_t head_dim, float scale, float *scratch,
+                                float *out) {
+    for (int64_t i = 0; i < n_heads * head_dim; i++)
+        out[i] = 0.0f;
+    if (n_pos <= 0) return;
+    int f16c = use_f16c();
+    float *scores = scratch, *part = scratch + n_heads * n_pos;
+    float *conv = part + n_heads * head_dim;
+    scores_f16_impl(f16c, q, n_heads, k, stride, slots, n_pos, head_dim, scale, scores, n_pos,
+                    conv);
+    for (int64_t h = 0; h < n_heads; h++)
+        attn_softmax_impl(scores + h * n_pos, n_pos);
+    for (int64_t c0 = 0; c0 < n_pos; c0 += INF_ATTN_CHUNK) {
+        int64_t nc = INF_OPS_MIN(INF_ATTN_CHUNK, n_pos - c0);
+        pv_f16_impl(f16c, scores + c0, n_heads, n_pos, v, stride, slots + c0, nc, head_dim, part,
+                    conv);
+        for (int64_t i = 0; i < n_heads * head_dim; i++)
+            out[i] += part[i];
+    }
+}
+
+void inf_op_f32_to_f16(const float *x, inf_half *y, int64_t n) {
+#if defined(__x86_64__)
+    if (use_f16c()) {
+        inf__f32_to_f16_avx2(x, y, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++)
+        y[i] = inf_fp32_to_fp16(x[i]);
+}
+
+INF_OPS_CLONES
+void inf_op_f16_gather(const inf_half *src, size_t stride, const int32_t *slots, int64_t n,
+                       int64_t head_dim, float *dst) {
+    gather(use_f16c(), src, stride, slots, n, head_dim, dst);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/types.h"
+
 /* y[i] = x[i] / rms(x) * w[i] (w may be NULL: no gain). x and y may alias. */
 void inf_op_rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps);
 
@@ -59,5 +61,42 @@ void inf_op_attn_softmax(float *row, int64_t n);
  * slots pointing at the chunk's first position); out is then the in-order sum of the parts. */
 void inf_op_attn_pv(const float *p, int64_t n_heads, int64_t ld, const float *v, size_t stride,
                     const int32_t *slots, int64_t n, int64_t head_dim, float *part);
+
+/* ---- f16 KV cache ----
+ * The same attention over K and V rows stored as IEEE binary16 (the KV cache's format; stride
+ * still counts elements). Rows are converted exactly to float, INF_ATTN_BLOCK positions at a
+ * time, into the conv scratch, and the block is then evaluated by the float code above: every
+ * result is bit-identical to the float function given the rows' float values. */
+/* Positions per block: the block's K and V rows stay in L1 across heads. */
+#define INF_ATTN_BLOCK 64
+/* Floats of conversion scratch (conv) the f16 functions need. */
+#define INF_ATTN_CONV_FLOATS(head_dim) ((size_t)INF_ATTN_BLOCK * (size_t)(head_dim))
+
+/* scratch: n_heads * (n_pos + head_dim) + INF_ATTN_CONV_FLOATS(head_dim) floats. */
+void inf_op_attention_group_f16(const float *q, int64_t n_heads, const inf_half *k,
+                                const inf_half *v, size_t stride, const int32_t *slots,
+                                int64_t n_pos, int64_t head_dim, float scale, float *scratch,
+                                float *out);
+void inf_op_attn_scores_f16(const float *q, int64_t n_heads, const inf_half *k, size_t stride,
+                            const int32_t *slots, int64_t n, int64_t head_dim, float scale,
+                            float *scores, int64_t ld, float *conv);
+void inf_op_attn_pv_f16(const float *p, int64_t n_heads, int64_t ld, const inf_half *v,
+                        size_t stride, const int32_t *slots, int64_t n, int64_t head_dim,
+                        float *part, float *conv);
+
+/* y[i] = x[i] rounded to binary16 (round-to-nearest-even, the values of inf_op_round_f16). */
+void inf_op_f32_to_f16(const float *x, inf_half *y, int64_t n);
+/* dst[j * head_dim + d] = src[slots[j] * stride + d] as float (exact), j < n, d < head_dim. */
+void inf_op_f16_gather(const inf_half *src, size_t stride, const int32_t *slots, int64_t n,
+                       int64_t head_dim, float *dst);
+
+/* Internal: the F16C versions of the two conversions (src/kernels/x86/attn_avx2.c), used by
+ * ops.c when the dispatched ISA (inf_kernels_isa) is avx2 or better. Same results. */
+void inf__f32_to_f16_avx2(const float *x, inf_half *y, int64_t n);
+void inf__f16_gather_avx2(const inf_half *src, size_t stride, const int32_t *slots, int64_t n,
+                          int64_t head_dim, float *dst);
+/* The gather with 512-bit conversions (src/kernels/x86/attn_avx512.c), dispatched ISA avx512. */
+void inf__f16_gather_avx512(const inf_half *src, size_t stride, const int32_t *slots, int64_t n,
+                            int64_t head_dim, float *dst);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * forward.c — the batched transformer forward pass (llama, qwen2) over a slot-addressed KV store.
+ * forward.c — the batched transformer forward pass (llama, qwen2) over a slot-addressed KV store
+ * of binary16 K/V rows (llama.cpp's f16 cache: values are rounded once, when stored).
  *
  * One call runs every layer for all batch entries at once: weight matmuls see the whole batch
  * (so each weight row is read once per step), per-token ops run row by row, attention runs per
@@ -39,7 +40,10 @@ struct inf_forward_scratch {
     float *gate;   /* [max_tokens][n_ff] */
     float *up;     /* [max_tokens][n_ff] */
     float *rope;   /* [max_tokens][n_rot] cos/sin pairs at each entry's position */
-    float *scores; /* [n_threads][ATTN_MAX_GROUP * (max_ctx + head_dim)] per-unit attention */
+    /* [n_threads][unit_floats] per-thread attention scratch: ATTN_MAX_GROUP * (max_ctx +
+     * head_dim) floats of scores and partials, then the f16 row conversion block. */
+    float *scores;
+    int64_t unit_floats;
     /* Split attention (few entries, long contexts): scores and chunk partials in memory. */
     int64_t split_tokens; /* entries it can hold (0: never split) */
     int64_t n_chunks;     /* ceil(max_ctx / INF_ATTN_CHUNK) */
@@ -93,7 +97,9 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
     s->gate = alloc_floats(max_tokens, hp->n_ff, &ok);
     s->up = alloc_floats(max_tokens, hp->n_ff, &ok);
     s->rope = alloc_floats(max_tokens, hp->n_rot, &ok);
-    s->scores = alloc_floats((int64_t)s->n_threads * ATTN_MAX_GROUP, max_ctx + hp->head_dim, &ok);
+    s->unit_floats = ATTN_MAX_GROUP * (max_ctx + hp->head_dim) +
+                     (int64_t)INF_ATTN_CONV_FLOATS(hp->head_dim);
+    s->scores = alloc_floats(s->n_threads, s->unit_floats, &ok);
     s->n_chunks = (max_ctx + INF_ATTN_CHUNK - 1) / INF_ATTN_CHUNK;
     if (max_ctx > SPLIT_MIN_POS && hp->n_head * max_ctx <= SPLIT_BUDGET) {
         s->split_tokens = INF_MIN(max_tokens, SPLIT_BUDGET / (hp->n_head * max_ctx));
@@ -132,19 +138,28 @@ void inf_forward_scratch_free(inf_forward_scratch *s) {
     free(s);
 }
 
+size_t inf_kv_store_token_bytes(const inf_hparams *hp) {
+    size_t row = (size_t)(hp->n_head_kv * hp->head_dim), n, bytes;
+    if (inf__mul_overflow(row, (size_t)hp->n_layer, &n) ||
+        inf__mul_overflow(n, 2 * sizeof(inf_half), &bytes))
+        return 0;
+    return bytes;
+}
+
 int inf_kv_store_init(inf_kv_store *kv, const inf_hparams *hp, int64_t n_slots) {
     memset(kv, 0, sizeof *kv);
     if (n_slots < 1) return inf__err(INF_EINVAL, "kv store: %lld slots", (long long)n_slots);
     size_t row = (size_t)(hp->n_head_kv * hp->head_dim), n, bytes;
-    if (inf__mul_overflow(row, (size_t)n_slots, &n) || inf__mul_overflow(n, sizeof(float), &bytes))
+    if (inf__mul_overflow(row, (size_t)n_slots, &n) ||
+        inf__mul_overflow(n, sizeof(inf_half), &bytes))
         return inf__err(INF_ENOMEM, "kv store: %lld slots overflow", (long long)n_slots);
     kv->k = inf__calloc((size_t)hp->n_layer, sizeof *kv->k);
     kv->v = inf__calloc((size_t)hp->n_layer, sizeof *kv->v);
     if (!kv->k || !kv->v) goto fail;
     for (int64_t l = 0; l < hp->n_layer; l++) {
         /* calloc: pages are touched only as slots are used. */
-        kv->k[l] = inf__calloc(n, sizeof(float));
-        kv->v[l] = inf__calloc(n, sizeof(float));
+        kv->k[l] = inf__calloc(n, sizeof(inf_half));
+        kv->v[l] = inf__calloc(n, sizeof(inf_half));
         if (!kv->k[l] || !kv->v[l]) goto fail;
     }
     kv->n_slots = n_slots;
@@ -231,13 +246,12 @@ static void row_stage(fwd *f, int64_t i) {
         inf_op_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, hp->rope_neox);
         /* llama.cpp keeps K and V in an f16 cache and multiplies Q with K in f16; matching that
          * precision matters for quantized models, whose activation quantization amplifies tiny
-         * differences (a different rounding of V flips q8 roundings downstream). */
+         * differences (a different rounding of V flips q8 roundings downstream). K and V are
+         * rounded to nearest even by the conversion into the binary16 store. */
         inf_op_round_f16(q, Q);
-        inf_op_round_f16(k, KV);
-        inf_op_round_f16(v, KV);
         size_t off = (size_t)b->slot[i] * (size_t)KV;
-        memcpy(f->kv->k[f->l] + off, k, (size_t)KV * sizeof(float));
-        memcpy(f->kv->v[f->l] + off, v, (size_t)KV * sizeof(float));
+        inf_op_f32_to_f16(k, f->kv->k[f->l] + off, KV);
+        inf_op_f32_to_f16(v, f->kv->v[f->l] + off, KV);
         break;
     }
     case ST_SILU: inf_op_silu_mul(s->gate + i * hp->n_ff, s->up + i * hp->n_ff, hp->n_ff); break;
@@ -247,7 +261,7 @@ static void row_stage(fwd *f, int64_t i) {
 
 /* Split attention: the phases of inf_op_attention_group spread over (entry, KV head, chunk)
  * units, so a few long sequences keep every thread busy. Same values as the unsplit path. */
-static void split_unit(fwd *f, int64_t u) {
+static void split_unit(fwd *f, int64_t u, float *conv) {
     const inf_hparams *hp = &f->m->hp;
     inf_forward_scratch *s = f->s;
     const inf_batch *b = f->b;
@@ -277,11 +291,11 @@ static void split_unit(fwd *f, int64_t u) {
     const int32_t *slots = b->seq_slots[b->seq[i]] + j0;
     float *rows = s->sp_scores + (i * H + kvh * g) * ctx + j0;
     if (f->stage == ST_SP_SCORES)
-        inf_op_attn_scores(s->q + i * H * hd + kvh * g * hd, g, f->kv->k[f->l] + kvh * hd, stride,
-                           slots, n, hd, 1.0f / sqrtf((float)hd), rows, ctx);
+        inf_op_attn_scores_f16(s->q + i * H * hd + kvh * g * hd, g, f->kv->k[f->l] + kvh * hd,
+                               stride, slots, n, hd, 1.0f / sqrtf((float)hd), rows, ctx, conv);
     else
-        inf_op_attn_pv(rows, g, ctx, f->kv->v[f->l] + kvh * hd, stride, slots, n, hd,
-                       s->sp_part + ((i * hp->n_head_kv + kvh) * C + c) * g * hd);
+        inf_op_attn_pv_f16(rows, g, ctx, f->kv->v[f->l] + kvh * hd, stride, slots, n, hd,
+                           s->sp_part + ((i * hp->n_head_kv + kvh) * C + c) * g * hd, conv);
 }
 
 /* Unit u = (entry, KV head, subgroup of up to attn_group query heads of that KV head). */
@@ -296,25 +310,26 @@ static void attn_unit(fwd *f, int64_t u, float *scores) {
     int64_t Q = hp->n_head * hd;
     size_t stride = (size_t)(hp->n_head_kv * hd);
     const inf_batch *b = f->b;
-    inf_op_attention_group(f->s->q + i * Q + h0 * hd, nh, f->kv->k[f->l] + kvh * hd,
-                           f->kv->v[f->l] + kvh * hd, stride, b->seq_slots[b->seq[i]],
-                           (int64_t)b->pos[i] + 1, hd, 1.0f / sqrtf((float)hd), scores,
-                           f->s->att + i * Q + h0 * hd);
+    inf_op_attention_group_f16(f->s->q + i * Q + h0 * hd, nh, f->kv->k[f->l] + kvh * hd,
+                               f->kv->v[f->l] + kvh * hd, stride, b->seq_slots[b->seq[i]],
+                               (int64_t)b->pos[i] + 1, hd, 1.0f / sqrtf((float)hd), scores,
+                               f->s->att + i * Q + h0 * hd);
 }
 
 static void stage_worker(void *ctx, int ith, int nth) {
     fwd *f = ctx;
+    /* This thread's attention scratch (the split path uses only its conversion block). */
+    float *scores = f->s->scores + (size_t)ith * (size_t)f->s->unit_floats;
     if (f->stage >= ST_SP_SCORES && f->stage <= ST_SP_SUM) {
+        float *conv = scores + ATTN_MAX_GROUP * (f->s->max_ctx + f->m->hp.head_dim);
         for (;;) {
             int64_t u = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
             if (u >= f->n_rows) break;
-            split_unit(f, u);
+            split_unit(f, u, conv);
         }
         return;
     }
     if (f->stage == ST_ATTN) {
-        float *scores = f->s->scores +
-                        (size_t)ith * ATTN_MAX_GROUP * (size_t)(f->s->max_ctx + f->m->hp.head_dim);
         for (;;) {
             int64_t u = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
             if (u >= f->n_rows) break;

@@ -55,13 +55,15 @@ int inf__model_load_hparams(const inf_gguf *g, inf_hparams *hp);
 /* Binds and validates every tensor of m->hp against the GGUF (allocates m->layers). */
 int inf__model_bind_tensors(inf_model *m);
 
-/* KV store: K and V of every slot for every layer, f32 holding values rounded to binary16
- * precision (the numerics of llama.cpp's default f16 cache).
- * k[l], v[l]: [n_slots][n_head_kv * head_dim]. */
+/* KV store: K and V of every slot for every layer as IEEE binary16 (llama.cpp's default f16
+ * cache). k[l], v[l]: [n_slots][n_head_kv * head_dim]. */
 typedef struct inf_kv_store {
     int64_t n_slots;
-    float **k, **v; /* [n_layer] */
+    inf_half **k, **v; /* [n_layer] */
 } inf_kv_store;
+
+/* Bytes of KV store one token (slot) takes over all layers, K and V; 0 when that overflows. */
+size_t inf_kv_store_token_bytes(const inf_hparams *hp);
 
 int inf_kv_store_init(inf_kv_store *kv, const inf_hparams *hp, int64_t n_slots);
 void inf_kv_store_free(inf_kv_store *kv, const inf_hparams *hp);
