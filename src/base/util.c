@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,18 @@ void *inf__aligned_alloc(size_t align, size_t size) {
     if (inf__add_overflow(size, align - 1, &rounded)) return NULL;
     rounded &= ~(align - 1);
     return aligned_alloc(align, rounded ? rounded : align);
+}
+
+void *inf__alloc_stream(size_t size) {
+    const size_t huge = (size_t)2 << 20;
+    if (size < 2 * huge) return inf__aligned_alloc(64, size);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, size) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    /* whole huge pages only: the tail keeps small pages, so nothing past size becomes resident */
+    (void)madvise(p, size & ~(huge - 1), MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 char *inf__strdup(const char *s) { return s ? inf__strndup(s, strlen(s)) : NULL; }

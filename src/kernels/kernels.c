@@ -159,7 +159,7 @@ __attribute__((target("avx512f"))) static void bw_fn_avx512(void *vctx, int ith,
 double inf_kernels_measure_read_bw(inf_pool *pool) {
     /* A buffer far larger than the caches that the compiler cannot see through. */
     const size_t bytes = (size_t)512 << 20;
-    uint64_t *buf = inf__aligned_alloc(4096, bytes);
+    uint64_t *buf = inf__alloc_stream(bytes);
     if (!buf) return 0.0;
     size_t n = bytes / sizeof(uint64_t);
     for (size_t i = 0; i < n; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;

@@ -226,7 +226,7 @@ int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void
     if (W->nb[1] < inf_type_row_size(W->type, W->ne[0]))
         return inf__err(INF_EINVAL, "repack '%s': row stride %zu below the row size",
                         W->name ? W->name : "?", W->nb[1]);
-    void *dst = inf__aligned_alloc(64, size);
+    void *dst = inf__alloc_stream(size);
     if (!dst)
         return inf__err(INF_ENOMEM, "repack '%s': cannot allocate %zu bytes",
                         W->name ? W->name : "?", size);
