@@ -6,7 +6,8 @@
  * - activation quantizers (q8_0, q8_1, q8_K) and the converters: bit-identical to ref, including
  *   rounding ties and all-zero blocks;
  * - tiled matmul kernels of each ISA vs ref vec_dot on the same quantized activations, and
- *   bitwise batch invariance of each kernel alone (n_tok, token position, row slices);
+ *   bitwise batch invariance of each kernel alone (n_tok, token position, row slices); the
+ *   K-quant kernels at the int16 limits of their integer sums;
  * - inf_matmul (the dispatched ISA) vs a naive float reference, and its determinism contract:
  *   Y[t][o] bitwise identical for n_tok = 1, 37, 128 and 1 or 2 threads, ragged row counts.
  * When INFERNEO_ISA is unset the matmul group is re-run in child processes with INFERNEO_ISA=ref
@@ -265,6 +266,86 @@ static void test_mm_kernels(void **state) {
             }
             free(qx), free(y), free(act), free(x);
             free_weights(&c);
+        }
+    }
+}
+
+/* K-quant kernels at the int16 limits of their maddubs sums: raw random (and all-ones) quant
+ * bytes, so scales reach 63 (q4_K) / +-127 (q6_K) and quants 15 / 63, against activations of
+ * one magnitude (every q8_K value +-127), vs ref vec_dot. */
+static void test_mm_kquant_extremes(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 1234);
+    if (isa_ok[1]) {
+        /* A type without a kernel here would silently skip the checks of this file. */
+        const int need[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_Q4_K, INF_TYPE_Q6_K};
+        for (size_t i = 0; i < INF_ARRAY_LEN(need); i++)
+            assert_non_null(inf__avx2_mm_kernel(need[i]));
+    }
+    const int types[] = {INF_TYPE_Q4_K, INF_TYPE_Q6_K};
+    const int64_t n_in = 256 * 3, n_out = 11, n_tok = 6;
+    for (int isa = 1; isa < 3; isa++) {
+        if (!isa_ok[isa]) continue;
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+            const inf__mm_kernel *k =
+                isa == 1 ? inf__avx2_mm_kernel(types[ti]) : inf__avx512_mm_kernel(types[ti]);
+            if (!k) continue;
+            const inf_type_traits *ref = inf_type_traits_ref(types[ti]);
+            const size_t rs = inf_type_row_size(types[ti], n_in);
+            uint8_t *w = malloc(rs * (size_t)n_out);
+            for (int64_t o = 0; o < n_out; o++) {
+                uint8_t *row = w + rs * (size_t)o;
+                for (size_t i = 0; i < rs; i++)
+                    row[i] = o < 3 ? 0xff : (uint8_t)inf__rng_next(&rng);
+                for (int64_t b = 0; b < n_in / 256; b++) {
+                    if (types[ti] == INF_TYPE_Q4_K) {
+                        inf_block_q4_k *blk = (inf_block_q4_k *)(void *)row + b;
+                        blk->d = 0x2000; /* 2^-7 */
+                        blk->dmin = (inf_half)(o == 1 ? 0 : 0x1c00);
+                    } else {
+                        inf_block_q6_k *blk = (inf_block_q6_k *)(void *)row + b;
+                        blk->d = 0x2000;
+                        if (o == 2) memset(blk->scales, 0x80, sizeof(blk->scales)); /* -128 */
+                    }
+                }
+            }
+            float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
+            for (int64_t t = 0; t < n_tok; t++)
+                for (int64_t i = 0; i < n_in; i++)
+                    x[t * n_in + i] = t == 0   ? 1.0f
+                                      : t == 1 ? -1.0f
+                                               : (inf__rng_next(&rng) & 1 ? 2.0f : -2.0f);
+            size_t asz = (k->act_size(n_in, n_tok) + 63) & ~(size_t)63;
+            uint8_t *act = aligned_alloc(64, asz);
+            for (int64_t t = 0; t < n_tok; t++) k->act_prep(x + t * n_in, act, n_in, t);
+            float *y = malloc((size_t)(n_out * n_tok) * sizeof(float));
+            const inf_type_traits *vt = inf_type_traits_ref(ref->vec_dot_type);
+            void *qx = malloc(inf_type_row_size(ref->vec_dot_type, n_in));
+            for (int pass = 0; pass < 2; pass++) {
+                /* all tokens at once, then one at a time (the decode path) */
+                if (pass == 0) {
+                    k->run(n_in, w, rs, n_out, act, n_tok, y, n_out);
+                } else {
+                    for (int64_t t = 0; t < n_tok; t++) {
+                        k->act_prep(x + t * n_in, act, n_in, 0);
+                        k->run(n_in, w, rs, n_out, act, 1, y + t * n_out, n_out);
+                    }
+                }
+                for (int64_t t = 0; t < n_tok; t++) {
+                    vt->from_float(x + t * n_in, qx, n_in);
+                    for (int64_t o = 0; o < n_out; o++) {
+                        float s = 0;
+                        ref->vec_dot(n_in, &s, w + rs * (size_t)o, qx);
+                        const float got = y[t * n_out + o];
+                        if (fabs((double)got - s) > 1e-5 * fabs((double)s) + 1e-3)
+                            fail_msg("%s mm %s extremes pass %d t=%lld o=%lld: %.9g vs ref %.9g",
+                                     isa_names[isa], ref->name, pass, (long long)t, (long long)o,
+                                     got, s);
+                    }
+                }
+            }
+            free(qx), free(y), free(act), free(x), free(w);
         }
     }
 }
@@ -569,7 +650,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),   cmocka_unit_test(test_vec_dot),
         cmocka_unit_test(test_quantizers), cmocka_unit_test(test_mm_kernels),
-        cmocka_unit_test(test_mm_batch_invariance),
+        cmocka_unit_test(test_mm_batch_invariance), cmocka_unit_test(test_mm_kquant_extremes),
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_big),
         cmocka_unit_test(test_repack),
     };
