@@ -142,6 +142,18 @@ static inline __m256i mm_row_mask(int64_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The 8-row group starting at row o0 (rows < 8 at the end: the last row repeats): rp[r] = row
+ * o0 + r of a GGUF layout, or the group's start for a packed one (packed != 0); returns the rows'
+ * byte offsets from rp[0] as int32 lanes (for gathers from the GGUF layout). */
+MM_INLINE __m256i mm_row_group(int packed, const void *w, size_t wstride, int64_t o0,
+                               int64_t rows, const uint8_t *rp[8]) {
+    for (int r = 0; r < 8; r++)
+        rp[r] = (const uint8_t *)w + (size_t)(o0 + (packed ? 0 : INF_MIN(r, rows - 1))) * wstride;
+    return _mm256_mullo_epi32(_mm256_min_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                               _mm256_set1_epi32((int)rows - 1)),
+                              _mm256_set1_epi32((int)wstride));
+}
+
 MM_INLINE __m256 mm_acc_load(const float *y, int64_t rows, __m256i mask) {
     return rows == 8 ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, mask);
 }
@@ -270,13 +282,7 @@ MM_INLINE void q40_run_impl(int packed, int64_t n_in, const void *w, size_t wstr
         const int64_t rows = INF_MIN(8, n_rows - o0);
         const __m256i mask = mm_row_mask(rows);
         const uint8_t *rp[8];
-        for (int r = 0; r < 8; r++)
-            rp[r] = (const uint8_t *)w +
-                    (size_t)(o0 + (packed ? 0 : INF_MIN(r, rows - 1))) * wstride;
-        const __m256i offs = _mm256_mullo_epi32(
-            _mm256_min_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                             _mm256_set1_epi32((int)rows - 1)),
-            _mm256_set1_epi32((int)wstride));
+        const __m256i offs = mm_row_group(packed, w, wstride, o0, rows, rp);
         float *yo = y + o0;
         if (n_tok == 1) {
             const int8_t *a[1] = {(const int8_t *)ab};
@@ -444,13 +450,7 @@ MM_INLINE void q80_run_impl(int packed, int64_t n_in, const void *w, size_t wstr
         const int64_t rows = INF_MIN(8, n_rows - o0);
         const __m256i mask = mm_row_mask(rows);
         const uint8_t *rp[8];
-        for (int r = 0; r < 8; r++)
-            rp[r] = (const uint8_t *)w +
-                    (size_t)(o0 + (packed ? 0 : INF_MIN(r, rows - 1))) * wstride;
-        const __m256i offs = _mm256_mullo_epi32(
-            _mm256_min_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                             _mm256_set1_epi32((int)rows - 1)),
-            _mm256_set1_epi32((int)wstride));
+        const __m256i offs = mm_row_group(packed, w, wstride, o0, rows, rp);
         float *yo = y + o0;
         if (n_tok == 1) {
             q80_direct(packed, rp, offs, nb, (const int8_t *)ab, yo, rows, mask);
@@ -930,8 +930,7 @@ MM_INLINE void kq_run_impl(int q6, int64_t n_in, const void *w, size_t wstride, 
         const int64_t rows = INF_MIN(8, n_rows - o0);
         const __m256i mask = mm_row_mask(rows);
         const uint8_t *rp[8];
-        for (int r = 0; r < 8; r++)
-            rp[r] = (const uint8_t *)w + (size_t)(o0 + INF_MIN(r, rows - 1)) * wstride;
+        (void)mm_row_group(0, w, wstride, o0, rows, rp);
         float *yo = y + o0;
         if (n_tok == 1) {
             kq_direct(q6, rp, nsb, ab, yo, rows, mask);
