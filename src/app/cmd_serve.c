@@ -45,8 +45,9 @@ static void serve_usage(FILE *f) {
                "      --ws-ping-interval S    ping idle WebSockets every S seconds, drop them\n"
                "                              after 3 unanswered (default 30; 0: off)\n"
                "      --rate-limit N          requests per minute per API key (default 0: off)\n"
-               "      --shutdown-grace S      seconds running requests may finish after a stop "
-               "signal (default 5)\n"
+               "      --drain-timeout S       after SIGTERM/SIGINT, seconds running requests may\n"
+               "                              finish before each is ended properly (default 10;\n"
+               "                              --shutdown-grace is an alias)\n"
                "  -t, --threads N             compute threads (default: number of cores)\n"
                "  -h, --help                  this help\n");
 }
@@ -207,9 +208,9 @@ int inf_cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--rate-limit")) {
             if (!inf_app_parse_i64(a, val, 0, 1 << 24, &v)) goto done;
             cfg.rate_limit = (int32_t)v;
-        } else if (!strcmp(a, "--shutdown-grace")) {
+        } else if (!strcmp(a, "--drain-timeout") || !strcmp(a, "--shutdown-grace")) {
             if (!inf_app_parse_f32(a, val, &f) || f < 0 || f > 3600) {
-                fprintf(stderr, "inferneo serve: --shutdown-grace must be in [0, 3600]\n");
+                fprintf(stderr, "inferneo serve: %s must be in [0, 3600]\n", a);
                 goto done;
             }
             cfg.shutdown_grace_s = f;

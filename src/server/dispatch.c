@@ -1,7 +1,8 @@
 /*
  * dispatch.c — calls in flight: turns a validated request into engine requests (one per prompt
  * and choice), routes the engine's events back to the call by engine id, formats them with the
- * one formatter (openai.c) and hands the objects to the call's transport (SSE or WebSocket).
+ * one formatter (openai.c) and hands the objects to the connection's transport table
+ * (inf__transport: SSE or WebSocket), never asking which one it is.
  *
  * Lifetime: a call belongs to its connection until it completes; when the connection goes
  * first, its calls are cancelled in the engine (which finishes them at its next step) and kept
@@ -16,67 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- engine id → (call, choice) map: open addressing, linear probing ------------------------ */
-
-static size_t id_hash(uint64_t eid, size_t cap) {
-    return (size_t)((eid * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
-}
-
-static int idmap_put(inf_server *srv, uint64_t eid, inf__call *call, int sub) {
-    if ((srv->idmap_n + 1) * 2 > srv->idmap_cap) {
-        size_t cap = srv->idmap_cap ? srv->idmap_cap * 2 : 256;
-        inf__idmap_slot *nt = inf__calloc(cap, sizeof *nt);
-        if (!nt) return INF_ENOMEM;
-        for (size_t i = 0; i < srv->idmap_cap; i++) {
-            inf__idmap_slot *o = &srv->idmap[i];
-            if (!o->eid) continue;
-            size_t j = id_hash(o->eid, cap);
-            while (nt[j].eid)
-                j = (j + 1) & (cap - 1);
-            nt[j] = *o;
-        }
-        free(srv->idmap);
-        srv->idmap = nt;
-        srv->idmap_cap = cap;
-    }
-    size_t j = id_hash(eid, srv->idmap_cap);
-    while (srv->idmap[j].eid)
-        j = (j + 1) & (srv->idmap_cap - 1);
-    srv->idmap[j] = (inf__idmap_slot){eid, call, sub};
-    srv->idmap_n++;
-    return 0;
-}
-
-static inf__idmap_slot *idmap_get(inf_server *srv, uint64_t eid) {
-    if (!srv->idmap_cap || !eid) return NULL;
-    size_t j = id_hash(eid, srv->idmap_cap);
-    while (srv->idmap[j].eid) {
-        if (srv->idmap[j].eid == eid) return &srv->idmap[j];
-        j = (j + 1) & (srv->idmap_cap - 1);
-    }
-    return NULL;
-}
-
-static void idmap_del(inf_server *srv, uint64_t eid) {
-    inf__idmap_slot *s = idmap_get(srv, eid);
-    if (!s) return;
-    size_t cap = srv->idmap_cap, i = (size_t)(s - srv->idmap), j = i;
-    srv->idmap[i].eid = 0;
-    srv->idmap_n--;
-    /* backward-shift the following cluster so lookups never stop at the hole */
-    for (;;) {
-        j = (j + 1) & (cap - 1);
-        if (!srv->idmap[j].eid) break;
-        size_t home = id_hash(srv->idmap[j].eid, cap);
-        bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
-        if (movable) {
-            srv->idmap[i] = srv->idmap[j];
-            srv->idmap[j].eid = 0;
-            i = j;
-        }
-    }
-}
 
 /* ---- call lifetime -------------------------------------------------------------------------- */
 
@@ -117,7 +57,7 @@ static void call_free(inf__call *call) {
     if (!call) return;
     for (int i = 0; i < call->n_subs; i++) {
         inf__sub *s = &call->subs[i];
-        if (s->eid && !s->finished) idmap_del(call->srv, s->eid);
+        if (s->eid && !s->finished) inf__idmap_del(&call->srv->idmap, s->eid);
         inf__sb_free(&s->text);
         json_decref(s->lp);
         free(s->embedding);
@@ -144,7 +84,6 @@ void inf__calls_detach(inf__conn *c) {
         call_unlink(call);
         call->dead = true;
         if (!call->err_status) call->err_status = 499; /* logged with its tokens at FINISH */
-        call->is_ws = c->is_ws;
         call_link(call, NULL);
     }
 }
@@ -154,31 +93,26 @@ void inf__calls_free_all(inf_server *srv) {
         inf__call *call = srv->orphans;
         if (!call->counted) {
             call->counted = true;
-            inf__srv_log_request(srv, call->is_ws ? "WS" : "POST", call->path,
-                                 call->err_status ? call->err_status : 499, 0, 0, call->t_start);
-            inf__metrics_request(srv->metrics, call->path,
-                                 call->err_status ? call->err_status : 499);
+            inf__record(srv, call->method, call->path, call->path,
+                        call->err_status ? call->err_status : 499, 0, 0, call->t_start);
         }
         call_unlink(call);
         call_free(call);
     }
 }
 
-/* ---- output --------------------------------------------------------------------------------- */
+/* ---- output ------------------------------------------------------------------------------- */
 
 static void slow_reader(inf__conn *c);
 
-/* Hands one formatted object to the call's transport (takes obj). */
+/* Hands one stream chunk to the call's transport (takes obj). */
 static void emit(inf__call *call, json_t *obj) {
     inf__conn *c = call->conn;
     if (!c || call->dead || !obj) {
         json_decref(obj);
         return;
     }
-    if (c->is_ws)
-        inf__ws_send_json(c, obj, call->request_id);
-    else
-        inf__http_stream_event(c, obj);
+    c->tp->stream_chunk(call, obj);
     if (c->out_bytes > call->srv->cfg.max_send_buffer) slow_reader(c);
 }
 
@@ -187,15 +121,7 @@ static void send_error(inf__call *call, const inf__oa_err *e) {
     if (!c || call->dead) return;
     call->dead = true;
     call->err_status = e->status;
-    if (c->is_ws) {
-        inf__ws_send_json(c, inf__oa_error_json(e), call->request_id);
-    } else if (c->http.headers_sent) { /* mid-stream: an error event, then the end */
-        inf__http_stream_event(c, inf__oa_error_json(e));
-        inf__http_stream_event(c, NULL);
-        inf__http_stream_end(c);
-    } else {
-        inf__http_send_error(c, e);
-    }
+    c->tp->send_error(call, e);
 }
 
 /* A reader that does not keep up: its requests are cancelled (memory stays bounded). */
@@ -206,14 +132,37 @@ static void slow_reader(inf__conn *c) {
     for (inf__call *call = c->calls; call; call = call->next) {
         if (call->dead) continue;
         inf__call_cancel(call);
-        if (c->is_ws) {
-            send_error(call, &e);
-        } else {
+        call->dead = true;
+        call->err_status = e.status;
+        c->tp->abort(call, &e);
+    }
+}
+
+void inf__calls_end_shutdown(inf__conn *c) {
+    inf__oa_err e;
+    inf__oa_fail(&e, 503, "server_error", "shutting_down", NULL,
+                 "The server is shutting down; the request was ended before it finished");
+    while (c->calls) {
+        inf__call *call = c->calls;
+        inf__call_cancel(call);
+        if (!call->dead && call->req.stream) {
+            /* every choice still running gets its final chunk, then the stream its end */
+            json_t *last = NULL;
+            for (int i = 0; i < call->n_subs; i++) {
+                inf__sub *s = &call->subs[i];
+                if (s->finished) continue;
+                if (last) emit(call, last);
+                last = inf__oa_chunk(call, s, "", 0, NULL, false, INF_FINISH_CANCELLED);
+            }
+            if (!call->dead) c->tp->stream_end(call, last);
+            else json_decref(last);
             call->dead = true;
             call->err_status = e.status;
-            c->close_after = true;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else {
+            send_error(call, &e);
         }
+        call_unlink(call); /* its FINISH events still come: it waits for them as an orphan */
+        call_link(call, NULL);
     }
 }
 
@@ -317,10 +266,7 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
         inf__oa_req_free(req);
         json_decref(request_id);
         inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        if (c->is_ws)
-            inf__ws_send_json(c, inf__oa_error_json(&e), NULL);
-        else
-            inf__http_send_error(c, &e);
+        c->tp->refuse(c, NULL, &e);
         return;
     }
     call->srv = srv;
@@ -330,18 +276,18 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
     call->t_start = inf__time_s();
     call->created = (int64_t)time(NULL);
     call->path = path;
-    call->is_ws = c->is_ws;
+    call->method = c->tp->method;
     make_id(srv,
             ep == INF__EP_CHAT         ? "chatcmpl-"
             : ep == INF__EP_COMPLETION ? "cmpl-"
                                        : "embd-",
             call->id, sizeof call->id);
-    if (c->is_ws && !call->request_id) call->request_id = json_string(call->id);
     inf__oa_req *r = &call->req;
     int per = ep == INF__EP_EMBEDDING ? 1 : r->n;
     call->n_subs = r->n_prompts * per;
     call->subs = inf__calloc((size_t)call->n_subs, sizeof *call->subs);
     call_link(call, c);
+    c->tp->attach(call);
     if (!call->subs) {
         inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
         goto fail;
@@ -364,7 +310,7 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
             s->eid = 0;
             goto fail;
         }
-        if (idmap_put(srv, s->eid, call, i) < 0) {
+        if (inf__idmap_put(&srv->idmap, s->eid, call, i) < 0) {
             inf_engine_cancel(srv->engine, s->eid);
             s->eid = 0;
             inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
@@ -373,7 +319,7 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
     }
     /* Started. Streams open now; echo and the assistant role go first. */
     if (r->stream) {
-        if (!c->is_ws) inf__http_stream_begin(c);
+        c->tp->stream_begin(call);
         for (int i = 0; i < call->n_subs; i++) {
             inf__sub *s = &call->subs[i];
             /* the first chunk acknowledges the request at once, even while it is queued:
@@ -400,8 +346,7 @@ fail:
     inf__call_cancel(call);
     if (!call->counted) {
         call->counted = true;
-        inf__srv_log_request(srv, c->is_ws ? "WS" : "POST", path, e.status, 0, 0, call->t_start);
-        inf__metrics_request(srv->metrics, path, e.status);
+        inf__record(srv, call->method, path, path, e.status, 0, 0, call->t_start);
     }
     send_error(call, &e);
     call_unlink(call);
@@ -410,7 +355,9 @@ fail:
 
 /* ---- events --------------------------------------------------------------------------------- */
 
-static void complete(inf__call *call) {
+/* All choices have finished: the response, or the stream's end with its last chunk (last, taken;
+ * NULL when not streaming). */
+static void complete(inf__call *call, json_t *last) {
     inf_server *srv = call->srv;
     inf__conn *c = call->conn;
     int64_t pt = 0, ctok = 0;
@@ -431,23 +378,17 @@ static void complete(inf__call *call) {
         if (status != 200) {
             send_error(call, &e);
         } else if (call->req.stream) {
-            if (!c->is_ws) {
-                if (call->req.include_usage) emit(call, inf__oa_usage_chunk(call));
-                inf__http_stream_event(c, NULL);
-                inf__http_stream_end(c);
-            }
-        } else if (c->is_ws) {
-            inf__ws_send_json(c, inf__oa_response(call), call->request_id);
+            c->tp->stream_end(call, last);
+            last = NULL;
         } else {
-            inf__http_send_json(c, 200, inf__oa_response(call));
+            c->tp->send_object(call, inf__oa_response(call));
         }
     }
+    json_decref(last);
     if (status == 200 && call->err_status) status = call->err_status;
     if (!call->counted) {
         call->counted = true;
-        inf__srv_log_request(srv, call->is_ws ? "WS" : "POST", call->path, status, pt, ctok,
-                             call->t_start);
-        inf__metrics_request(srv->metrics, call->path, status);
+        inf__record(srv, call->method, call->path, call->path, status, pt, ctok, call->t_start);
     }
     call_unlink(call);
     call_free(call);
@@ -455,6 +396,7 @@ static void complete(inf__call *call) {
 
 static void on_finish(inf__call *call, inf__sub *s, inf_event *ev) {
     inf_server *srv = call->srv;
+    json_t *last = NULL;
     s->finished = true;
     s->finish_reason = ev->finish_reason;
     s->usage = ev->usage;
@@ -465,7 +407,7 @@ static void on_finish(inf__call *call, inf__sub *s, inf_event *ev) {
         s->n_embd = ev->n_embd;
         ev->embedding = NULL;
     }
-    idmap_del(srv, s->eid);
+    inf__idmap_del(&srv->idmap, s->eid);
     call->n_done++;
     if (ev->finish_reason != INF_FINISH_ERROR && ev->finish_reason != INF_FINISH_CANCELLED &&
         ev->usage.completion_tokens > 0) {
@@ -477,12 +419,12 @@ static void on_finish(inf__call *call, inf__sub *s, inf_event *ev) {
     }
     if (call->conn && !call->dead && call->req.stream && ev->finish_reason != INF_FINISH_ERROR) {
         json_t *chunk = inf__oa_chunk(call, s, "", 0, NULL, false, ev->finish_reason);
-        /* WebSocket: the chunk with finish_reason ends the request, so usage rides on it */
-        if (call->conn->is_ws && call->req.include_usage && call->n_done == call->n_subs)
-            json_object_set_new(chunk, "usage", inf__oa_usage(call));
-        emit(call, chunk);
+        if (call->n_done == call->n_subs)
+            last = chunk; /* ends the stream, unless an error does */
+        else
+            emit(call, chunk);
     }
-    if (call->n_done == call->n_subs) complete(call);
+    if (call->n_done == call->n_subs) complete(call, last);
 }
 
 static void on_delta(inf__call *call, inf__sub *s, inf_event *ev) {
@@ -502,7 +444,7 @@ void inf__dispatch_events(inf_server *srv) {
     inf_event ev;
     int budget = 4096; /* keep the loop responsive; the rest comes on the next wakeup */
     while (budget-- > 0 && inf_engine_poll(srv->engine, &ev) == 1) {
-        inf__idmap_slot *slot = idmap_get(srv, ev.id);
+        inf__idmap_slot *slot = inf__idmap_get(&srv->idmap, ev.id);
         if (slot) {
             inf__call *call = slot->call;
             inf__sub *s = &call->subs[slot->sub];

@@ -1,21 +1,16 @@
 /*
- * http.c — the libwebsockets callback (one protocol serves HTTP and WebSocket on one port),
- * connection objects, output queues, HTTP routing and the REST endpoints that do not go through
- * the engine (health, models, metrics, tokenize, detokenize), and SSE framing.
+ * http.c — the HTTP transport: routing, request headers and bodies (Content-Length or chunked,
+ * decoded here: lws 4.1 passes chunked bodies through undecoded), responses with
+ * Content-Length (keep-alive) and SSE streams (no length; the connection closes at the end),
+ * and the transport table dispatch.c uses for calls on an HTTP connection.
  *
- * Connections: an inf__conn is attached to its wsi with lws_set_opaque_user_data (so it survives
- * protocol re-binding on upgrade) and freed at LWS_CALLBACK_WSI_DESTROY; calls still running
- * then are cancelled and become orphans (dispatch.c).
- * Output: every response goes through the connection's queue of buffers (each with LWS_PRE
- * headroom) and is written in HTTP/SERVER_WRITEABLE callbacks, one lws_write per callback
- * (consecutive small body buffers are coalesced). Complete responses carry Content-Length and
- * keep the connection; SSE streams have no length and close the connection at the end.
- * Errors decided from the headers of a request that has a body are sent after the body has been
- * read (so the connection stays usable); a body over --max-body is answered 413 at once and the
- * connection closed after the response. Chunked request bodies are decoded here (lws 4.1 passes
- * them through undecoded) and the connection closes after their response. HEAD is answered on
- * the GET routes with the GET headers and no body. Oversized request headers get 431 by way of
- * the lws log hook (see inf__http_note_header_overflow).
+ * Errors decided from the headers of a request that has a body are sent after the body has
+ * been read (so the connection stays usable). A body declared over --max-body is answered 413
+ * at once, then the rest of the body is read and discarded for a bounded time and size before
+ * the connection closes (a lingering close, as nginx does), so clients that send the whole body
+ * before reading still get the 413 instead of a reset. HEAD is answered on the GET routes with
+ * the GET headers and no body. Oversized request headers get 431 by way of the lws log hook
+ * (see inf__http_note_header_overflow); methods lws does not route get 405 or 501.
  * Known lws 4.1 limits left as they are: a request with a body pipelined behind another one on
  * a keep-alive connection closes the connection (replayed_request_line), and input pipelined
  * behind a request makes lws's service loop spin until that request's response is complete.
@@ -32,6 +27,7 @@
 enum {
     R_NONE = 0,
     R_HEALTH,
+    R_READY,
     R_MODELS,
     R_MODEL,
     R_COMPLETIONS,
@@ -49,6 +45,7 @@ static const struct route {
     int ep;
 } routes[] = {
     {"/health", R_HEALTH, LWSHUMETH_GET, 0},
+    {"/ready", R_READY, LWSHUMETH_GET, 0},
     {"/v1/models", R_MODELS, LWSHUMETH_GET, 0},
     {"/v1/completions", R_COMPLETIONS, LWSHUMETH_POST, INF__EP_COMPLETION},
     {"/v1/chat/completions", R_CHAT, LWSHUMETH_POST, INF__EP_CHAT},
@@ -58,7 +55,6 @@ static const struct route {
     {"/metrics", R_METRICS, LWSHUMETH_GET, 0},
 };
 
-#define WRITE_CHUNK 65536
 #define HDR_BUF 4096
 
 static const struct route *find_route(const char *path) {
@@ -78,160 +74,9 @@ static const char *method_name(int m) {
     return m >= 0 && m < (int)INF_ARRAY_LEN(names) ? names[m] : "?";
 }
 
-/* ---- connections ---------------------------------------------------------------------------- */
-
-static inf__conn *get_conn(inf_server *srv, struct lws *wsi) {
-    inf__conn *c = lws_get_opaque_user_data(wsi);
-    if (c) return c;
-    c = inf__calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->wsi = wsi;
-    c->srv = srv;
-    c->rate_key = -1;
-    lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
-    c->all_next = srv->conns;
-    if (srv->conns) srv->conns->all_prev = c;
-    srv->conns = c;
-    srv->n_conns++;
-    lws_set_opaque_user_data(wsi, c);
-    return c;
-}
-
-static void out_free_all(inf__conn *c) {
-    while (c->out_head) {
-        inf__out *o = c->out_head;
-        c->out_head = o->next;
-        free(o);
-    }
-    c->out_tail = NULL;
-    c->out_bytes = 0;
-}
-
-static void conn_destroy(inf_server *srv, struct lws *wsi) {
-    inf__conn *c = lws_get_opaque_user_data(wsi);
-    if (!c) return;
-    lws_set_opaque_user_data(wsi, NULL);
-    inf__calls_detach(c);
-    out_free_all(c);
-    free(c->http.body);
-    free(c->ws.msg);
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        srv->conns = c->all_next;
-    if (c->all_next) c->all_next->all_prev = c->all_prev;
-    srv->n_conns--;
-    free(c);
-}
-
-int inf__conn_queue(inf__conn *c, int kind, const void *data, size_t len, bool last) {
-    inf__out *o = malloc(sizeof *o + LWS_PRE + len + 1);
-    if (!o) return INF_ENOMEM;
-    o->next = NULL;
-    o->kind = kind;
-    o->last = last;
-    o->len = len;
-    o->off = 0;
-    o->data = (unsigned char *)(o + 1);
-    if (len) memcpy(o->data + LWS_PRE, data, len);
-    if (c->out_tail)
-        c->out_tail->next = o;
-    else
-        c->out_head = o;
-    c->out_tail = o;
-    c->out_bytes += len;
-    lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
 static void http_reset(inf__conn *c) {
     free(c->http.body);
     memset(&c->http, 0, sizeof c->http);
-}
-
-/* One lws_write per callback. Returns -1 to close the connection. */
-static int conn_write(inf__conn *c) {
-    inf__out *o = c->out_head;
-    if (!o) return c->close_after && !c->is_ws ? -1 : 0;
-    struct lws *wsi = c->wsi;
-    if (o->kind == INF__OUT_WS_CLOSE) {
-        lws_close_reason(wsi, (enum lws_close_status)c->ws.close_code,
-                         (unsigned char *)c->ws.close_reason, strlen(c->ws.close_reason));
-        return -1;
-    }
-    if (o->kind == INF__OUT_HTTP_BODY && !o->off && o->next &&
-        o->next->kind == INF__OUT_HTTP_BODY && o->len < WRITE_CHUNK) {
-        /* coalesce whole small body buffers into the first one's successor-free copy */
-        size_t total = 0;
-        int count = 0;
-        bool last = false;
-        for (inf__out *q = o;
-             q && q->kind == INF__OUT_HTTP_BODY && !q->off && total + q->len <= WRITE_CHUNK;
-             q = q->next) {
-            total += q->len;
-            count++;
-            if (q->last) {
-                last = true;
-                break;
-            }
-        }
-        if (count > 1) {
-            inf__out *m = malloc(sizeof *m + LWS_PRE + total + 1);
-            if (!m) return -1;
-            m->kind = INF__OUT_HTTP_BODY;
-            m->last = last;
-            m->len = total;
-            m->off = 0;
-            m->data = (unsigned char *)(m + 1);
-            size_t at = 0;
-            for (int i = 0; i < count; i++) {
-                inf__out *q = c->out_head;
-                memcpy(m->data + LWS_PRE + at, q->data + LWS_PRE, q->len);
-                at += q->len;
-                c->out_head = q->next;
-                free(q);
-            }
-            m->next = c->out_head;
-            c->out_head = m;
-            if (!m->next) c->out_tail = m;
-            o = m;
-        }
-    }
-    size_t remain = o->len - o->off, chunk = remain;
-    int wp;
-    switch (o->kind) {
-    case INF__OUT_HTTP_HEADERS: wp = LWS_WRITE_HTTP_HEADERS; break;
-    case INF__OUT_HTTP_BODY:
-        if (chunk > WRITE_CHUNK) chunk = WRITE_CHUNK;
-        wp = o->last && chunk == remain ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP;
-        break;
-    default: /* WS text message, fragmented when large */
-        if (chunk > WRITE_CHUNK) chunk = WRITE_CHUNK;
-        wp = o->off ? LWS_WRITE_CONTINUATION : LWS_WRITE_TEXT;
-        if (chunk < remain) wp |= LWS_WRITE_NO_FIN;
-        break;
-    }
-    /* For o->off > 0 the LWS_PRE bytes before the chunk are payload already sent: free for the
-     * frame header. */
-    int n = lws_write(wsi, o->data + LWS_PRE + o->off, chunk, (enum lws_write_protocol)wp);
-    if (n < 0) return -1;
-    o->off += chunk;
-    c->out_bytes -= chunk;
-    if (o->off == o->len) {
-        bool end = o->last && o->kind != INF__OUT_WS_TEXT;
-        c->out_head = o->next;
-        if (!c->out_head) c->out_tail = NULL;
-        free(o);
-        if (end) { /* an HTTP response is complete */
-            if (c->close_after || c->http.state == INF__HTTP_STREAM) return -1;
-            http_reset(c);
-            c->n_txn++;
-            if (lws_http_transaction_completed(wsi)) return -1;
-            return 0;
-        }
-    }
-    if (c->out_head) lws_callback_on_writable(wsi);
-    return 0;
 }
 
 /* ---- responses ------------------------------------------------------------------------------ */
@@ -289,15 +134,10 @@ static void respond(inf__conn *c, int status, const char *ctype, const char *bod
     }
 }
 
-static char *dump(json_t *obj, size_t *len) {
-    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    *len = s ? strlen(s) : 0;
-    return s;
-}
-
-void inf__http_send_json(inf__conn *c, int status, json_t *obj) {
+/* Sends a complete JSON response (takes obj). */
+static void send_json(inf__conn *c, int status, json_t *obj) {
     size_t len;
-    char *s = obj ? dump(obj, &len) : NULL;
+    char *s = inf__oa_dump(obj, &len);
     json_decref(obj);
     if (!s) {
         static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
@@ -309,22 +149,14 @@ void inf__http_send_json(inf__conn *c, int status, json_t *obj) {
     free(s);
 }
 
-void inf__http_send_error(inf__conn *c, const inf__oa_err *e) {
-    inf__http_send_json(c, e->status, inf__oa_error_json(e));
-}
-
-void inf__http_stream_begin(inf__conn *c) {
-    c->http.state = INF__HTTP_STREAM;
-    if (queue_headers(c, 200, "text/event-stream", -1, NULL) < 0) c->close_after = true;
-}
-
-void inf__http_stream_event(inf__conn *c, json_t *obj) {
+/* SSE: one "data:" event (takes obj; NULL: "[DONE]"). */
+static void sse_event(inf__conn *c, json_t *obj) {
     if (c->http.state != INF__HTTP_STREAM) {
         json_decref(obj);
         return;
     }
     size_t len = 0;
-    char *s = obj ? dump(obj, &len) : NULL;
+    char *s = obj ? inf__oa_dump(obj, &len) : NULL;
     json_decref(obj);
     if (obj && !s) return;
     inf_sb sb = {0};
@@ -336,85 +168,132 @@ void inf__http_stream_event(inf__conn *c, json_t *obj) {
     inf__sb_free(&sb);
 }
 
-void inf__http_stream_end(inf__conn *c) {
+/* "[DONE]" and the end of the response (the connection closes after it). */
+static void sse_done(inf__conn *c) {
     if (c->http.state != INF__HTTP_STREAM) return;
+    sse_event(c, NULL);
     inf__conn_queue(c, INF__OUT_HTTP_BODY, "", 0, true);
 }
 
-/* Answers a request handled entirely here: response, metrics, log line. */
+/* Answers a request handled entirely here: response, then its record (metric + log line). */
 static void finish_local(inf__conn *c, int status, const char *ctype, const char *body, size_t len,
                          const char *allow) {
     respond(c, status, ctype, body, len, allow);
     const struct route *r = find_route(c->http.path);
-    inf__metrics_request(c->srv->metrics, r ? r->path : "other", status);
-    inf__srv_log_request(c->srv, method_name(c->http.method), c->http.path, status, -1, -1,
-                         c->http.t_start);
+    inf__record(c->srv, method_name(c->http.method), c->http.path, r ? r->path : "other", status,
+                -1, -1, c->http.t_start);
 }
 
 static void local_json(inf__conn *c, int status, json_t *obj) {
+    const char *allow = NULL;
+    const struct route *r = find_route(c->http.path);
+    if (status == 405 && r)
+        allow = r->method == LWSHUMETH_GET ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
     size_t len;
-    char *s = obj ? dump(obj, &len) : NULL;
+    char *s = inf__oa_dump(obj, &len);
     json_decref(obj);
     if (!s) {
         finish_local(c, 500, "application/json", "{}", 2, NULL);
         return;
     }
-    finish_local(c, status, "application/json", s, len, NULL);
+    finish_local(c, status, "application/json", s, len, allow);
     free(s);
 }
 
 static void local_error(inf__conn *c, const inf__oa_err *e) {
-    const struct route *r = find_route(c->http.path);
-    const char *allow = NULL;
-    if (e->status == 405 && r)
-        allow = r->method == LWSHUMETH_GET ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
-    size_t len;
-    json_t *obj = inf__oa_error_json(e);
-    char *s = dump(obj, &len);
-    json_decref(obj);
-    finish_local(c, e->status, "application/json", s ? s : "{}", s ? len : 2, allow);
-    free(s);
+    local_json(c, e->status, inf__oa_error_json(e));
 }
 
-/* ---- endpoints ------------------------------------------------------------------------------ */
+/* ---- the transport table (dispatch.c's view of an HTTP connection) ---- */
 
-static json_t *model_object(inf_server *srv, const char *name) {
-    json_t *m = json_object();
-    json_object_set_new(m, "id", json_string(name));
-    json_object_set_new(m, "object", json_string("model"));
-    json_object_set_new(m, "created", json_integer(srv->created));
-    json_object_set_new(m, "owned_by", json_string("inferneo"));
-    json_object_set_new(m, "max_model_len", json_integer(srv->n_ctx));
-    return m;
+static void tp_attach(inf__call *call) {
+    call->conn->http.state = INF__HTTP_WAIT;
 }
+
+static void tp_refuse(inf__conn *c, json_t *request_id, const inf__oa_err *e) {
+    (void)request_id;
+    send_json(c, e->status, inf__oa_error_json(e));
+}
+
+static void tp_send_object(inf__call *call, json_t *obj) {
+    send_json(call->conn, 200, obj);
+}
+
+static void tp_send_error(inf__call *call, const inf__oa_err *e) {
+    inf__conn *c = call->conn;
+    if (c->http.headers_sent) { /* mid-stream: an error event, then the end */
+        sse_event(c, inf__oa_error_json(e));
+        sse_done(c);
+    } else {
+        send_json(c, e->status, inf__oa_error_json(e));
+    }
+}
+
+static void tp_stream_begin(inf__call *call) {
+    inf__conn *c = call->conn;
+    c->http.state = INF__HTTP_STREAM;
+    if (queue_headers(c, 200, "text/event-stream", -1, NULL) < 0) c->close_after = true;
+}
+
+static void tp_stream_chunk(inf__call *call, json_t *obj) {
+    sse_event(call->conn, obj);
+}
+
+/* The last chunk, the usage chunk ("choices": []) when asked for, then [DONE]. */
+static void tp_stream_end(inf__call *call, json_t *last) {
+    inf__conn *c = call->conn;
+    if (last) sse_event(c, last);
+    if (call->req.include_usage) sse_event(c, inf__oa_usage_chunk(call));
+    sse_done(c);
+}
+
+/* A slow reader: one HTTP response per connection, so the connection goes. */
+static void tp_abort(inf__call *call, const inf__oa_err *e) {
+    (void)e;
+    inf__conn_kill(call->conn);
+}
+
+static void tp_going_away(inf__conn *c) {
+    (void)c; /* each response closes or keeps its connection as usual */
+}
+
+static int tp_response_done(inf__conn *c) {
+    if (c->http.linger) { /* the rest of the refused body is read and dropped, then we close */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5);
+        return c->http.state == INF__HTTP_LINGER ? 0 : -1;
+    }
+    if (c->close_after || c->http.state == INF__HTTP_STREAM) return -1;
+    http_reset(c);
+    c->n_txn++;
+    return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+}
+
+const inf__transport inf__http_transport = {
+    .method = "POST",
+    .attach = tp_attach,
+    .refuse = tp_refuse,
+    .send_object = tp_send_object,
+    .send_error = tp_send_error,
+    .stream_begin = tp_stream_begin,
+    .stream_chunk = tp_stream_chunk,
+    .stream_end = tp_stream_end,
+    .abort = tp_abort,
+    .going_away = tp_going_away,
+    .response_done = tp_response_done,
+};
+
+/* ---- local endpoints ------------------------------------------------------------------------ */
 
 static void handle_get(inf__conn *c, int route) {
     inf_server *srv = c->srv;
-    if (route == R_HEALTH) {
-        bool ready = inf__srv_ready(srv);
-        const char *st = srv->shutting_down ? "shutting_down" : ready ? "ok" : "loading";
-        json_t *o = json_object();
-        json_object_set_new(o, "status", json_string(st));
-        local_json(c, ready && !srv->shutting_down ? 200 : 503, o);
-    } else if (route == R_MODELS) {
-        json_t *o = json_object(), *data = json_array();
-        json_object_set_new(o, "object", json_string("list"));
-        for (int i = 0; i < srv->n_names; i++)
-            json_array_append_new(data, model_object(srv, srv->names[i]));
-        json_object_set_new(o, "data", data);
-        local_json(c, 200, o);
-    } else if (route == R_MODEL) {
-        const char *id = c->http.path + 11;
-        for (int i = 0; i < srv->n_names; i++)
-            if (!strcmp(srv->names[i], id)) {
-                local_json(c, 200, model_object(srv, srv->names[i]));
-                return;
-            }
-        inf__oa_err e;
-        inf__oa_fail(&e, 404, "invalid_request_error", "model_not_found", "model",
-                     "The model '%.200s' does not exist", id);
-        local_error(c, &e);
-    } else if (route == R_METRICS) {
+    int status = 500;
+    json_t *o = NULL;
+    switch (route) {
+    case R_HEALTH: o = inf__ep_health(srv, &status); break;
+    case R_READY: o = inf__ep_ready(srv, &status); break;
+    case R_MODELS: o = inf__ep_models(srv, &status); break;
+    case R_MODEL: o = inf__ep_model(srv, c->http.path + 11, &status); break;
+    case R_METRICS: {
         size_t len = 0;
         char *text = inf__metrics_render(srv->metrics, srv->engine, &len);
         if (!text) {
@@ -423,122 +302,11 @@ static void handle_get(inf__conn *c, int route) {
         }
         finish_local(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
         free(text);
-    }
-}
-
-static void handle_tokenize(inf__conn *c, json_t *root, bool detok) {
-    inf_server *srv = c->srv;
-    inf__oa_err e;
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v) {
-        bool ok = !strcmp(key, "model") ||
-                  (detok ? !strcmp(key, "tokens")
-                         : !strcmp(key, "content") || !strcmp(key, "add_special") ||
-                               !strcmp(key, "parse_special"));
-        if (!ok) {
-            inf__oa_fail(&e, 400, "invalid_request_error", "unknown_parameter", key,
-                         "Unrecognized request argument supplied: %s", key);
-            local_error(c, &e);
-            return;
-        }
-    }
-    json_t *model = json_object_get(root, "model");
-    if (model && !json_is_null(model)) {
-        bool found = false;
-        for (int i = 0; json_is_string(model) && i < srv->n_names; i++)
-            found |= !strcmp(srv->names[i], json_string_value(model));
-        if (!found) {
-            inf__oa_fail(&e, 404, "invalid_request_error", "model_not_found", "model",
-                         "The model does not exist");
-            local_error(c, &e);
-            return;
-        }
-    }
-    if (!detok) {
-        json_t *content = json_object_get(root, "content");
-        json_t *as = json_object_get(root, "add_special"),
-               *ps = json_object_get(root, "parse_special");
-        if (!json_is_string(content) || (as && !json_is_boolean(as) && !json_is_null(as)) ||
-            (ps && !json_is_boolean(ps) && !json_is_null(ps))) {
-            inf__oa_fail(&e, 400, "invalid_request_error", "invalid_type",
-                         json_is_string(content) ? "add_special" : "content",
-                         "'content' must be a string; 'add_special' and 'parse_special' booleans");
-            local_error(c, &e);
-            return;
-        }
-        int32_t *toks = NULL;
-        int64_t n = 0;
-        int rc = inf_tokenize(srv->model, json_string_value(content), json_string_length(content),
-                              json_is_true(as), ps ? !json_is_false(ps) : true, &toks, &n);
-        if (rc < 0) {
-            inf__oa_fail(&e, 400, "invalid_request_error", "invalid_value", "content",
-                         "tokenization failed: %s", inf_last_error());
-            local_error(c, &e);
-            return;
-        }
-        json_t *arr = json_array();
-        for (int64_t i = 0; i < n; i++)
-            json_array_append_new(arr, json_integer(toks[i]));
-        inf_free(toks);
-        json_t *o = json_object();
-        json_object_set_new(o, "tokens", arr);
-        local_json(c, 200, o);
         return;
     }
-    json_t *tokens = json_object_get(root, "tokens");
-    if (!json_is_array(tokens)) {
-        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_type", "tokens",
-                     "'tokens' must be an array of token ids");
-        local_error(c, &e);
-        return;
+    default: break;
     }
-    size_t n = json_array_size(tokens), i;
-    int32_t *ids = inf__calloc(n ? n : 1, sizeof *ids);
-    json_t *x;
-    if (!ids) {
-        inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        local_error(c, &e);
-        return;
-    }
-    json_array_foreach(tokens, i, x) {
-        if (!json_is_integer(x) || json_integer_value(x) < 0 ||
-            json_integer_value(x) >= srv->n_vocab) {
-            free(ids);
-            inf__oa_fail(&e, 400, "invalid_request_error", "invalid_value", "tokens",
-                         "tokens[%zu] is not a token id in [0, %lld)", i, (long long)srv->n_vocab);
-            local_error(c, &e);
-            return;
-        }
-        ids[i] = (int32_t)json_integer_value(x);
-    }
-    char *text = NULL;
-    size_t len = 0;
-    int rc = inf_detokenize(srv->model, ids, (int64_t)n, false, &text, &len);
-    free(ids);
-    if (rc < 0) {
-        inf__oa_fail(&e, 400, "invalid_request_error", "invalid_value", "tokens", "%s",
-                     inf_last_error());
-        local_error(c, &e);
-        return;
-    }
-    json_t *o = json_object();
-    json_t *js = json_stringn(text, len);
-    if (!js) { /* pieces that do not form valid UTF-8 */
-        inf_sb sb = {0};
-        for (size_t k = 0; k < len; k++) {
-            unsigned char ch = (unsigned char)text[k];
-            if (ch < 0x80 && ch)
-                inf__sb_putc(&sb, (char)ch);
-            else
-                inf__sb_puts(&sb, "\xef\xbf\xbd");
-        }
-        js = json_stringn(sb.data ? sb.data : "", sb.len);
-        inf__sb_free(&sb);
-    }
-    inf_free(text);
-    json_object_set_new(o, "content", js ? js : json_string(""));
-    local_json(c, 200, o);
+    local_json(c, status, o);
 }
 
 static void handle_post(inf__conn *c, int route) {
@@ -553,8 +321,11 @@ static void handle_post(inf__conn *c, int route) {
     }
     const struct route *r = find_route(c->http.path);
     if (route == R_TOKENIZE || route == R_DETOKENIZE) {
-        handle_tokenize(c, root, route == R_DETOKENIZE);
+        int status = 500;
+        json_t *o = route == R_TOKENIZE ? inf__ep_tokenize(srv, root, &status)
+                                        : inf__ep_detokenize(srv, root, &status);
         json_decref(root);
+        local_json(c, status, o);
         return;
     }
     inf__oa_req req;
@@ -565,7 +336,6 @@ static void handle_post(inf__conn *c, int route) {
         local_error(c, &e);
         return;
     }
-    c->http.state = INF__HTTP_WAIT;
     inf__call_start(c, r->ep, r->path, &req, NULL);
 }
 
@@ -637,10 +407,12 @@ static void preflight(inf__conn *c) {
         c->close_after = true;
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }
-    inf__srv_log_request(c->srv, "OPTIONS", c->http.path, 204, -1, -1, c->http.t_start);
+    const struct route *r = find_route(c->http.path);
+    inf__record(c->srv, "OPTIONS", c->http.path, r ? r->path : "other", 204, -1, -1,
+                c->http.t_start);
 }
 
-static int http_request(inf__conn *c, const char *path) {
+int inf__http_request(inf__conn *c, const char *path) {
     inf_server *srv = c->srv;
     struct lws *wsi = c->wsi;
     http_reset(c);
@@ -667,10 +439,16 @@ static int http_request(inf__conn *c, const char *path) {
     int m = c->http.method;
 
     if (clen == -2 || clen > (int64_t)srv->cfg.max_body || te < 0 || (te > 0 && clen >= 0)) {
-        /* the body cannot be delimited (or is refused unread): answer, then close */
+        /* the body cannot be delimited (or is refused unread): answer, then close; a body of a
+         * declared length is read and dropped first (lingering close, bounded in time and size)
+         * so a client still sending it reads the answer instead of a reset */
         c->close_after = true;
         c->http.discard = true;
         c->http.state = INF__HTTP_BODY;
+        if (te == 0 && clen >= 0) {
+            c->http.linger = true;
+            c->http.state = INF__HTTP_LINGER;
+        }
         if (te < 0)
             inf__oa_fail(&e, 501, "invalid_request_error", "unsupported_transfer_encoding", NULL,
                          "Only Transfer-Encoding: chunked is supported");
@@ -685,9 +463,17 @@ static int http_request(inf__conn *c, const char *path) {
                          "The request body (%lld bytes) exceeds the limit of %zu bytes",
                          (long long)clen, srv->cfg.max_body);
         local_error(c, &e);
+        if (c->http.linger) {
+            c->http.state = INF__HTTP_LINGER;
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 10);
+        }
         return 0;
     }
-    if (!r) {
+    if (m < 0 || m == LWSHUMETH_CONNECT || m == LWSHUMETH_COLON_PATH) {
+        inf__oa_fail(&e, 501, "invalid_request_error", "method_not_implemented", NULL,
+                     "Method not implemented");
+        c->close_after = true;
+    } else if (!r) {
         inf__oa_fail(&e, 404, "invalid_request_error", "unknown_url", NULL,
                      "Invalid URL (%s %.100s)", method_name(m), c->http.path);
     } else if (m == LWSHUMETH_OPTIONS) {
@@ -696,7 +482,7 @@ static int http_request(inf__conn *c, const char *path) {
     } else if (m != r->method && !(m == LWSHUMETH_HEAD && r->method == LWSHUMETH_GET)) {
         inf__oa_fail(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
                      "Method %s is not allowed for %s", method_name(m), r->path);
-    } else if (r->id != R_HEALTH) {
+    } else if (r->id != R_HEALTH && r->id != R_READY) {
         char auth[1024];
         const char *tok = NULL;
         size_t tlen = 0;
@@ -785,7 +571,8 @@ static bool replayed_request_line(inf__conn *c, const char *in, size_t len) {
 }
 
 /* Stores decoded body bytes. Returns 0, or -1 when the body outgrows --max-body. */
-static int body_store(inf__conn *c, const unsigned char *p, size_t n) {
+static int body_store(void *user, const unsigned char *p, size_t n) {
+    inf__conn *c = user;
     size_t max = c->srv->cfg.max_body;
     if (n > max - INF_MIN(max, c->http.body_len)) return -1;
     if (c->http.discard) {
@@ -818,23 +605,35 @@ enum {
     CH_DONE
 };
 
-/* Decodes chunked framing (RFC 9112 7.1; CRLF line ends). Returns 1 once the last chunk and the
- * trailers have been read, 0 when more is needed, -1 on malformed framing, -2 when the body
- * outgrows --max-body. Framing overhead is bounded (extensions, trailers, tiny chunks). */
-static int chunk_feed(inf__conn *c, const unsigned char *in, size_t len) {
-    size_t max_framing = ((size_t)64 << 10) + 4 * INF_MIN(c->srv->cfg.max_body, SIZE_MAX / 8);
-    for (size_t i = 0; i < len;) {
-        int st = c->http.ch_state;
+/* Framing overhead is bounded (extensions, trailers, tiny chunks) relative to the data limit. */
+int inf__chunked_feed(inf__chunked *d, const unsigned char *in, size_t len, size_t *used,
+                      int (*sink)(void *user, const unsigned char *p, size_t n), void *user) {
+    size_t max_framing = ((size_t)64 << 10) + 4 * INF_MIN(d->max_data, SIZE_MAX / 8);
+    size_t i = 0;
+    int rc = 0;
+    while (i < len && !rc) {
+        int st = d->state;
+        if (st == CH_DONE) {
+            rc = 1;
+            break;
+        }
         if (st == CH_DATA) {
-            size_t n = (size_t)INF_MIN((uint64_t)(len - i), c->http.ch_remain);
-            if (body_store(c, in + i, n) < 0) return -2;
+            size_t n = (size_t)INF_MIN((uint64_t)(len - i), d->remain);
+            if (n > d->max_data - d->data || sink(user, in + i, n) < 0) {
+                rc = -2;
+                break;
+            }
+            d->data += n;
             i += n;
-            c->http.ch_remain -= n;
-            if (!c->http.ch_remain) c->http.ch_state = CH_DATA_CR;
+            d->remain -= n;
+            if (!d->remain) d->state = CH_DATA_CR;
             continue;
         }
         unsigned char ch = in[i++];
-        if (++c->http.ch_framing > max_framing) return -1;
+        if (++d->framing > max_framing) {
+            rc = -1;
+            break;
+        }
         switch (st) {
         case CH_SIZE: {
             int v = ch >= '0' && ch <= '9'   ? ch - '0'
@@ -842,68 +641,76 @@ static int chunk_feed(inf__conn *c, const unsigned char *in, size_t len) {
                     : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
                                              : -1;
             if (v >= 0) {
-                if (++c->http.ch_n > 15) return -1;
-                c->http.ch_remain = c->http.ch_remain * 16 + (uint64_t)v;
-                if (c->http.ch_remain > c->srv->cfg.max_body) return -2;
+                if (++d->n > 15) rc = -1;
+                d->remain = d->remain * 16 + (uint64_t)v;
+                if (!rc && d->remain > d->max_data) rc = -2;
                 break;
             }
-            if (!c->http.ch_n) return -1;
-            if (ch == ';' || ch == ' ' || ch == '\t')
-                c->http.ch_state = CH_EXT;
+            if (!d->n)
+                rc = -1;
+            else if (ch == ';' || ch == ' ' || ch == '\t')
+                d->state = CH_EXT;
             else if (ch == '\r')
-                c->http.ch_state = CH_SIZE_LF;
+                d->state = CH_SIZE_LF;
             else
-                return -1;
+                rc = -1;
             break;
         }
         case CH_EXT:
             if (ch == '\r')
-                c->http.ch_state = CH_SIZE_LF;
+                d->state = CH_SIZE_LF;
             else if (ch == '\n' || ch == 0)
-                return -1;
+                rc = -1;
             break;
         case CH_SIZE_LF:
-            if (ch != '\n') return -1;
-            c->http.ch_n = 0;
-            c->http.ch_state = c->http.ch_remain ? CH_DATA : CH_TRAILER;
+            if (ch != '\n') {
+                rc = -1;
+                break;
+            }
+            d->n = 0;
+            d->state = d->remain ? CH_DATA : CH_TRAILER;
             break;
         case CH_DATA_CR:
-            if (ch != '\r') return -1;
-            c->http.ch_state = CH_DATA_LF;
+            if (ch != '\r') rc = -1;
+            d->state = CH_DATA_LF;
             break;
         case CH_DATA_LF:
-            if (ch != '\n') return -1;
-            c->http.ch_state = CH_SIZE;
+            if (ch != '\n') rc = -1;
+            d->state = CH_SIZE;
             break;
         case CH_TRAILER:
             if (ch == '\r')
-                c->http.ch_state = CH_TRAILER_LF;
+                d->state = CH_TRAILER_LF;
             else if (ch == '\n' || ch == 0)
-                return -1;
+                rc = -1;
             else
-                c->http.ch_n++;
+                d->n++;
             break;
         case CH_TRAILER_LF:
-            if (ch != '\n') return -1;
-            if (!c->http.ch_n) {
-                c->http.ch_state = CH_DONE;
-                return 1; /* whatever follows is ignored: the connection closes */
+            if (ch != '\n') {
+                rc = -1;
+                break;
             }
-            c->http.ch_n = 0;
-            c->http.ch_state = CH_TRAILER;
+            if (!d->n) {
+                d->state = CH_DONE;
+                rc = 1;
+                break;
+            }
+            d->n = 0;
+            d->state = CH_TRAILER;
             break;
-        default: return 0;
+        default: rc = -1; break;
         }
     }
-    return 0;
+    if (used) *used = i;
+    return rc;
 }
-
-static int http_body_done(inf__conn *c);
 
 static int http_body_chunked(inf__conn *c, const void *in, size_t len) {
     c->http.body_seen = true;
-    int rc = chunk_feed(c, in, len);
-    if (rc == 1) return http_body_done(c);
+    c->http.ch.max_data = c->srv->cfg.max_body;
+    int rc = inf__chunked_feed(&c->http.ch, in, len, NULL, body_store, c);
+    if (rc == 1) return inf__http_body_done(c); /* what follows is ignored: the connection closes */
     if (rc == 0) return 0;
     inf__oa_err e;
     if (rc == -2)
@@ -918,7 +725,18 @@ static int http_body_chunked(inf__conn *c, const void *in, size_t len) {
     return 0;
 }
 
-static int http_body(inf__conn *c, const void *in, size_t len) {
+/* A refused body of declared length is read and dropped (at most 64 MiB, within the timeout
+ * set when the answer was queued); once it is all in, the connection closes. */
+static int http_linger(inf__conn *c, size_t len) {
+    c->http.body_len += len;
+    if (c->http.body_len > ((size_t)64 << 20)) return -1;
+    if ((int64_t)c->http.body_len < c->http.content_length) return 0;
+    c->http.state = INF__HTTP_DONE;
+    return c->out_head ? 0 : -1; /* the answer is out: close now, else after it (response_done) */
+}
+
+int inf__http_body(inf__conn *c, const void *in, size_t len) {
+    if (c->http.state == INF__HTTP_LINGER) return http_linger(c, len);
     if (c->http.state != INF__HTTP_BODY) return 0;
     if (c->http.chunked) return http_body_chunked(c, in, len);
     if (replayed_request_line(c, in, len)) {
@@ -938,10 +756,11 @@ static int http_body(inf__conn *c, const void *in, size_t len) {
     return 0;
 }
 
-static int http_body_done(inf__conn *c) {
+int inf__http_body_done(inf__conn *c) {
     /* Once per request. libwebsockets 4.1 repeats the call while input pipelined behind this
      * request waits in its buffer (until the response completes); the repeats are ignored. */
     if (++c->http.body_done_seen > 1) return 0;
+    if (c->http.state == INF__HTTP_LINGER) return http_linger(c, 0);
     if (c->http.state != INF__HTTP_BODY) return 0;
     if (c->http.discard) {
         if (c->http.pending_status)
@@ -969,17 +788,14 @@ static int http_body_done(inf__conn *c) {
  * The server speaks plain HTTP (no TLS), so the bytes can go to the socket as they are.
  * Between responses the socket's send buffer is empty, so the short response goes out whole
  * (or not at all); lws then shuts the write side and closes once the client has gone. */
-static _Thread_local inf_server *service_srv; /* the server this I/O thread serves */
-
 static bool headers_in_progress(inf__conn *c) {
-    if (c->is_ws || c->closing || c->http.active || c->out_head || c->n_calls) return false;
+    if (c->tp != &inf__http_transport || c->closing || c->http.active || c->out_head || c->n_calls) return false;
     char *uri = NULL;
     int ulen = 0;
     return lws_http_get_uri_and_method(c->wsi, &uri, &ulen) >= 0;
 }
 
-void inf__http_note_header_overflow(void) {
-    inf_server *srv = service_srv;
+void inf__http_note_header_overflow(inf_server *srv) {
     if (!srv) return;
     inf__conn *hit = NULL;
     int n_hits = 0;
@@ -988,10 +804,8 @@ void inf__http_note_header_overflow(void) {
             hit = c;
             n_hits++;
         }
-    inf__metrics_request(srv->metrics, "other", 431);
     if (n_hits != 1) {
-        inf__log(INF_LOG_WARN, "request headers over %d bytes: connection closed",
-                 INF__MAX_HEADER_DATA);
+        inf__record(srv, "?", "?", "other", 431, -1, -1, inf__time_s());
         return;
     }
     int fd = (int)lws_get_socket_fd(hit->wsi);
@@ -1000,7 +814,7 @@ void inf__http_note_header_overflow(void) {
                  "The request headers are too large (limit: %d bytes)", INF__MAX_HEADER_DATA);
     json_t *obj = inf__oa_error_json(&e);
     size_t blen = 0;
-    char *body = obj ? dump(obj, &blen) : NULL;
+    char *body = inf__oa_dump(obj, &blen);
     json_decref(obj);
     char msg[1024];
     int n = body ? snprintf(msg, sizeof msg,
@@ -1018,59 +832,5 @@ void inf__http_note_header_overflow(void) {
     int m = lws_http_get_uri_and_method(hit->wsi, &uri, &ulen);
     char path[64];
     snprintf(path, sizeof path, "%.*s", INF_MIN(ulen, 48), uri ? uri : "?");
-    inf__srv_log_request(srv, method_name(m), path, 431, -1, -1, inf__time_s());
-}
-
-/* ---- the callback --------------------------------------------------------------------------- */
-
-int inf__lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                      size_t len) {
-    (void)user;
-    struct lws_context *ctx = lws_get_context(wsi);
-    inf_server *srv = ctx ? lws_context_user(ctx) : NULL;
-    if (!srv) return 0;
-    service_srv = srv;
-    inf__conn *c;
-    switch (reason) {
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: inf__srv_wakeup(srv); return 0;
-    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: /* tracked from the start (431) */
-        return get_conn(srv, wsi) ? 0 : -1;
-    case LWS_CALLBACK_HTTP:
-        if (!(c = get_conn(srv, wsi))) return -1;
-        return http_request(c, (const char *)in);
-    case LWS_CALLBACK_HTTP_BODY:
-        if (!(c = lws_get_opaque_user_data(wsi))) return -1;
-        return http_body(c, in, len);
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (!(c = lws_get_opaque_user_data(wsi))) return -1;
-        return http_body_done(c);
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (!(c = lws_get_opaque_user_data(wsi))) return 0;
-        return conn_write(c);
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        if (!(c = get_conn(srv, wsi))) return -1;
-        return inf__ws_filter(c, wsi);
-    case LWS_CALLBACK_ESTABLISHED:
-        if (!(c = get_conn(srv, wsi))) return -1;
-        inf__ws_established(c);
-        return 0;
-    case LWS_CALLBACK_RECEIVE:
-        if (!(c = lws_get_opaque_user_data(wsi))) return -1;
-        return inf__ws_receive(c, in, len);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* lws echoes the peer's close payload; a close without a status gets 1000 instead of
-         * an empty (1005) echo */
-        if (len < 2) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-            return -1;
-        }
-        return 0;
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_CLOSED:
-        if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
-        return 0;
-    case LWS_CALLBACK_WSI_DESTROY: conn_destroy(srv, wsi); return 0;
-    default: return 0;
-    }
+    inf__record(srv, method_name(m), path, "other", 431, -1, -1, inf__time_s());
 }

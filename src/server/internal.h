@@ -1,13 +1,21 @@
 /*
  * internal.h — types shared by the server's files (not part of any public API).
  *
- *   server.c    lws context, service loop, model loading, shutdown, engine event drain
- *   http.c      the lws callback, HTTP routing, REST endpoints, SSE, output queues
- *   ws.c        the WebSocket protocol (frames, auth, multiplexing, cancel, ping)
+ *   server.c    lws context and its callback switch, service loop, wakeup, model loading,
+ *               shutdown (the only file that sees every other one)
+ *   http.c      HTTP transport: routing, request bodies (chunked decoder), responses, SSE
+ *   ws.c        WebSocket transport: frames, auth, multiplexing, cancel, ping
+ *   dispatch.c  calls in flight: engine submission, event routing, completion; talks to the
+ *               client only through the connection's transport table (never asks which)
+ *   endpoints.c the local REST endpoints (health, ready, models, tokenize, detokenize) as pure
+ *               functions from request to status + JSON
+ *   conn.c      connection objects and their output queues (written in writeable callbacks)
+ *   idmap.c     engine request id -> (call, choice) map
  *   openai.c    the one request validator and the one response/chunk formatter (REST and WS)
- *   dispatch.c  calls in flight: engine submission, event routing, completion
- *   metrics.c   Prometheus counters, gauges and histograms
+ *   metrics.c   Prometheus counters, gauges and histograms; the request record (log + metric)
  *   auth.c      API keys, per-key rate limits, CORS origins
+ * Calls go downwards only: server -> http, ws -> dispatch -> endpoints, openai, idmap, conn,
+ * metrics, auth (dispatch reaches http/ws only through inf__transport function pointers).
  *
  * Threads: everything here runs on the I/O thread (the lws service loop), except the engine's
  * on_event callback and inf_server_stop, which only call lws_cancel_service() and set atomics.
@@ -106,11 +114,40 @@ typedef struct inf__call {
     json_t *request_id; /* WebSocket: echoed in every frame */
     bool dead;          /* an error was already delivered: drop further events */
     bool counted;       /* metrics/log line done */
-    bool is_ws;         /* for the log line once the connection has gone */
+    const char *method; /* the transport's name for the log line ("POST", "WS") */
     int err_status;     /* status of an error already delivered (or 499: client gone) */
     double t_start;
     const char *path; /* for logs and metrics */
 } inf__call;
+
+/* ---- transports ----------------------------------------------------------------------------- */
+
+/* What a connection's protocol does with a call's output. dispatch.c only calls these; http.c
+ * (HTTP + SSE) and ws.c (WebSocket) each define one table. "Takes" = ownership of the JSON. */
+typedef struct inf__transport {
+    const char *method; /* for the log line */
+    /* A call was created on this connection (WebSocket: the server-made request_id). */
+    void (*attach)(inf__call *call);
+    /* A request refused before (or instead of) becoming a call: an error response / frame. */
+    void (*refuse)(inf__conn *c, json_t *request_id, const inf__oa_err *e);
+    /* The call's one complete response object (takes obj). */
+    void (*send_object)(inf__call *call, json_t *obj);
+    /* The call ends in error: before any output an error response, mid-stream an error event
+     * and the end of the stream (SSE) or an error frame (WebSocket). */
+    void (*send_error)(inf__call *call, const inf__oa_err *e);
+    void (*stream_begin)(inf__call *call);
+    void (*stream_chunk)(inf__call *call, json_t *obj); /* takes obj */
+    /* The stream's last chunk (takes; the transport adds usage as it frames it) and its end. */
+    void (*stream_end)(inf__call *call, json_t *last);
+    /* The client does not read fast enough: the call is cancelled; e says why. */
+    void (*abort)(inf__call *call, const inf__oa_err *e);
+    /* Server shutdown: the connection has no calls left (WebSocket: close 1001). */
+    void (*going_away)(inf__conn *c);
+    /* An HTTP response buffer marked last has been written: -1 closes the connection. */
+    int (*response_done)(inf__conn *c);
+} inf__transport;
+
+extern const inf__transport inf__http_transport, inf__ws_transport;
 
 /* ---- connections and output ----------------------------------------------------------------- */
 
@@ -124,13 +161,36 @@ typedef struct inf__out {
     unsigned char *data; /* LWS_PRE bytes of headroom precede data */
 } inf__out;
 
-enum { INF__HTTP_IDLE = 0, INF__HTTP_BODY, INF__HTTP_WAIT, INF__HTTP_STREAM, INF__HTTP_DONE };
+enum {
+    INF__HTTP_IDLE = 0,
+    INF__HTTP_BODY,
+    INF__HTTP_WAIT,
+    INF__HTTP_STREAM,
+    INF__HTTP_DONE,
+    INF__HTTP_LINGER /* answered; reading and discarding the rest of the body before closing */
+};
+
+/* Chunked transfer decoding (RFC 9112 7.1) as a pure state machine (http.c). */
+typedef struct inf__chunked {
+    int state;
+    uint64_t remain;  /* data bytes left in the current chunk */
+    size_t n;         /* hex digits of the size line / bytes of the current trailer line */
+    size_t framing;   /* framing bytes seen (size lines, extensions, trailers) */
+    size_t max_data;  /* data bytes allowed in all */
+    size_t data;      /* data bytes so far */
+} inf__chunked;
+
+/* Feeds len bytes. Data bytes go to sink(user, p, n) (which returns 0, or -1 to stop with -2).
+ * Returns 1 once the last chunk and trailers are read (*used: bytes consumed), 0 when more is
+ * needed, -1 on malformed framing, -2 when the data outgrow max_data. */
+int inf__chunked_feed(inf__chunked *d, const unsigned char *in, size_t len, size_t *used,
+                      int (*sink)(void *user, const unsigned char *p, size_t n), void *user);
 
 struct inf__conn {
     struct lws *wsi;
     struct inf_server *srv;
+    const inf__transport *tp;              /* HTTP until the WebSocket upgrade */
     struct inf__conn *all_next, *all_prev; /* every connection of the server */
-    bool is_ws;
     bool close_after; /* close once the output queue is written */
     bool closing;
     inf__out *out_head, *out_tail;
@@ -156,14 +216,12 @@ struct inf__conn {
         double t_start;
         int status; /* status of the response in progress */
         bool headers_sent;
-        bool active;        /* LWS_CALLBACK_HTTP seen: this request's headers are complete */
-        bool chunked;       /* Transfer-Encoding: chunked, decoded here (lws 4.1 does not) */
-        int ch_state;       /* chunked decoder state (http.c) */
-        uint64_t ch_remain; /* data bytes left in the current chunk */
-        size_t ch_n;        /* hex digits of the size line / bytes of the current trailer line */
-        size_t ch_framing;  /* framing bytes seen (size lines, extensions, trailers) */
-        bool body_seen;     /* a body chunk has arrived for this request */
+        bool active;       /* LWS_CALLBACK_HTTP seen: this request's headers are complete */
+        bool chunked;      /* Transfer-Encoding: chunked, decoded here (lws 4.1 does not) */
+        inf__chunked ch;   /* its decoder */
+        bool body_seen;    /* a body chunk has arrived for this request */
         int body_done_seen; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls for this request */
+        bool linger;       /* after the response: discard the body, then close */
     } http;
     struct {
         bool authed;
@@ -179,11 +237,22 @@ struct inf__conn {
 
 /* ---- the server ----------------------------------------------------------------------------- */
 
+/* engine request id -> (call, choice index): open addressing, linear probing (idmap.c) */
 typedef struct inf__idmap_slot {
     uint64_t eid; /* 0: empty */
     inf__call *call;
     int sub;
 } inf__idmap_slot;
+
+typedef struct inf__idmap {
+    inf__idmap_slot *slots;
+    size_t cap, n;
+} inf__idmap;
+
+int inf__idmap_put(inf__idmap *m, uint64_t eid, inf__call *call, int sub); /* 0 or INF_ENOMEM */
+inf__idmap_slot *inf__idmap_get(inf__idmap *m, uint64_t eid);              /* NULL: absent */
+void inf__idmap_del(inf__idmap *m, uint64_t eid);
+void inf__idmap_free(inf__idmap *m);
 
 typedef struct inf__metrics inf__metrics;
 typedef struct inf__ratelimit inf__ratelimit;
@@ -217,6 +286,7 @@ struct inf_server {
     atomic_int stop_requested;
     bool shutting_down;
     double shutdown_deadline;
+    bool shutdown_expired; /* the drain time is over: what is left has been ended */
     bool exit_loop;
     int exit_code;
     pthread_t ticker;
@@ -229,8 +299,7 @@ struct inf_server {
     int n_orphans;    /* calls whose connection has gone */
     inf__call *orphans;
 
-    inf__idmap_slot *idmap;
-    size_t idmap_cap, idmap_n;
+    inf__idmap idmap;
 
     inf__metrics *metrics;
     inf__ratelimit *rl;
@@ -238,45 +307,62 @@ struct inf_server {
     uint64_t id_counter;
 };
 
-/* ---- server.c ---- */
-void inf__srv_log_request(inf_server *srv, const char *method, const char *path, int status,
-                          int64_t prompt_tokens, int64_t completion_tokens, double t_start);
-bool inf__srv_ready(inf_server *srv);
-void inf__srv_wakeup(void *srv);
+/* The model is loaded and the server announced it (I/O thread). */
+static inline bool inf__srv_ready(const inf_server *srv) {
+    return srv->ready_announced && srv->n_names > 0;
+}
 
-/* ---- http.c ---- */
-int inf__lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                      size_t len);
+/* ---- conn.c ---- */
+/* The connection of wsi, created (HTTP transport, not yet linked to any call) on first use. */
+inf__conn *inf__conn_get(inf_server *srv, struct lws *wsi);
+/* Frees the connection of wsi (its calls must have been detached). */
+void inf__conn_destroy(inf_server *srv, struct lws *wsi);
 /* Output queue: appends a payload (copied) and asks for a writeable callback. */
 int inf__conn_queue(inf__conn *c, int kind, const void *data, size_t len, bool last);
-/* Sends a complete JSON response (status, body = dumps(obj)); takes obj. */
-void inf__http_send_json(inf__conn *c, int status, json_t *obj);
-void inf__http_send_error(inf__conn *c, const inf__oa_err *e);
-/* SSE: starts the event stream (200, text/event-stream), sends one event, ends it. */
-void inf__http_stream_begin(inf__conn *c);
-void inf__http_stream_event(inf__conn *c, json_t *obj); /* takes obj; NULL: "[DONE]" */
-void inf__http_stream_end(inf__conn *c);
-void inf__conn_free_calls(inf__conn *c);
+/* Writes from the queue (one lws_write per callback). Returns -1 to close the connection. */
+int inf__conn_write(inf__conn *c);
+/* Closes the connection from the next service pass (after the current callback). */
+void inf__conn_kill(inf__conn *c);
+
+/* ---- http.c ---- */
+int inf__http_request(inf__conn *c, const char *path);
+int inf__http_body(inf__conn *c, const void *in, size_t len);
+int inf__http_body_done(inf__conn *c);
 /* Called by the lws log hook (on the I/O thread) when lws gives up on a request's headers
  * (over max_http_header_data): the connection lws is about to close is answered 431. */
-void inf__http_note_header_overflow(void);
+void inf__http_note_header_overflow(inf_server *srv);
 
 /* ---- ws.c ---- */
 int inf__ws_filter(inf__conn *c, struct lws *wsi);
 void inf__ws_established(inf__conn *c);
 int inf__ws_receive(inf__conn *c, const void *in, size_t len);
-void inf__ws_send_json(inf__conn *c, json_t *obj, json_t *request_id); /* takes obj */
 void inf__ws_close(inf__conn *c, int code, const char *reason);
+/* request_id equality: strings by bytes, numbers by value (1 and 1.0 are the same id). */
+bool inf__ws_rid_equal(json_t *a, json_t *b);
 
 /* ---- dispatch.c ---- */
-/* Starts a validated request on behalf of c (takes req). On failure the error has been sent. */
+/* Starts a validated request on behalf of c (takes req and request_id). On failure the error
+ * has been sent through c's transport. */
 void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id);
 void inf__dispatch_events(inf_server *srv);
 /* The connection is going: cancels its calls and keeps them as orphans until they finish. */
 void inf__calls_detach(inf__conn *c);
 /* Cancels the engine requests of one call (WS cancel / slow reader). */
 void inf__call_cancel(inf__call *call);
+/* The drain time is over: every call of c gets its proper end now (streams: a final chunk
+ * with finish_reason "cancelled" and the stream's end; others: 503 shutting_down). */
+void inf__calls_end_shutdown(inf__conn *c);
 void inf__calls_free_all(inf_server *srv);
+
+/* ---- endpoints.c: local REST endpoints, pure functions of (server state, request) ---- */
+/* Each returns the response object (new) and sets *status. */
+json_t *inf__ep_health(const inf_server *srv, int *status);
+json_t *inf__ep_ready(const inf_server *srv, int *status);
+json_t *inf__ep_models(const inf_server *srv, int *status);
+json_t *inf__ep_model(const inf_server *srv, const char *id, int *status);
+/* root: the parsed request body (borrowed). */
+json_t *inf__ep_tokenize(const inf_server *srv, json_t *root, int *status);
+json_t *inf__ep_detokenize(const inf_server *srv, json_t *root, int *status);
 
 /* ---- openai.c formatter ---- */
 json_t *inf__oa_chunk(inf__call *call, inf__sub *s, const char *text, size_t len,
@@ -287,13 +373,21 @@ json_t *inf__oa_usage(inf__call *call);
 /* Appends one DELTA's logprobs to a non-stream accumulator (created on demand). */
 void inf__oa_lp_accumulate(inf__call *call, inf__sub *s, const inf_event *ev);
 const char *inf__oa_finish_str(int reason);
+/* A JSON string from bytes that may not be valid UTF-8: invalid bytes become U+FFFD. */
+json_t *inf__oa_jstr_lossy(const char *s, size_t n);
+/* Compact JSON text (floats with 9 significant digits); *len its length. NULL when out of
+ * memory. Free with free(). */
+char *inf__oa_dump(json_t *obj, size_t *len);
 
 /* ---- metrics.c ---- */
 inf__metrics *inf__metrics_new(void);
 void inf__metrics_free(inf__metrics *m);
-void inf__metrics_request(inf__metrics *m, const char *endpoint, int status);
 void inf__metrics_latency(inf__metrics *m, double ttft_s, double tpot_s);
 char *inf__metrics_render(inf__metrics *m, inf_engine *engine, size_t *len);
+/* One finished request: counts it (endpoint label, status) and writes its log line (method,
+ * path as sent, status, tokens when prompt_tokens >= 0, time since t_start). */
+void inf__record(inf_server *srv, const char *method, const char *path, const char *endpoint,
+                 int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start);
 
 /* ---- auth.c ---- */
 /* 1: authorised (or no keys configured), 0: not. *key_index: which key (or -1). */

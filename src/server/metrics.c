@@ -1,7 +1,8 @@
 /*
  * metrics.c — Prometheus text exposition for GET /metrics: request counters by endpoint and
  * status (kept here), token and KV gauges/counters (read from the engine's stats snapshot at
- * scrape time), and latency histograms fed from the engine's FINISH events.
+ * scrape time), and latency histograms fed from the engine's FINISH events. inf__record is the
+ * one place a finished request is counted and logged, so the log and the counters agree.
  * Threads: I/O thread only.
  */
 #include "server/internal.h"
@@ -51,7 +52,7 @@ void inf__metrics_free(inf__metrics *m) {
     free(m);
 }
 
-void inf__metrics_request(inf__metrics *m, const char *endpoint, int status) {
+static void metrics_request(inf__metrics *m, const char *endpoint, int status) {
     if (!m) return;
     if (!endpoint) endpoint = "other";
     for (int i = 0; i < m->n; i++)
@@ -135,4 +136,20 @@ char *inf__metrics_render(inf__metrics *m, inf_engine *engine, size_t *len) {
     }
     *len = sb.len;
     return inf__sb_take(&sb);
+}
+
+void inf__record(inf_server *srv, const char *method, const char *path, const char *endpoint,
+                 int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start) {
+    metrics_request(srv->metrics, endpoint, status);
+    double ms = (inf__time_s() - t_start) * 1e3;
+    char safe[128]; /* the path comes from the client: no control bytes in the log */
+    size_t n = 0;
+    for (const char *p = path ? path : "?"; *p && n + 1 < sizeof safe; p++)
+        safe[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+    safe[n] = 0;
+    if (prompt_tokens >= 0)
+        inf__log(INF_LOG_INFO, "%s %s %d tokens=%lld+%lld %.1f ms", method, safe, status,
+                 (long long)prompt_tokens, (long long)completion_tokens, ms);
+    else
+        inf__log(INF_LOG_INFO, "%s %s %d %.1f ms", method, safe, status, ms);
 }

@@ -60,9 +60,7 @@ static int unsupported(inf__oa_err *e, const char *param, const char *why) {
     return -1;
 }
 
-/* A JSON string from bytes that may not be valid UTF-8 (token pieces): invalid bytes become
- * U+FFFD. */
-static json_t *jstr_lossy(const char *s, size_t n) {
+json_t *inf__oa_jstr_lossy(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j) return j;
     inf_sb sb = {0};
@@ -91,14 +89,20 @@ static json_t *jstr_lossy(const char *s, size_t n) {
     return j ? j : json_string("");
 }
 
+char *inf__oa_dump(json_t *obj, size_t *len) {
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
 json_t *inf__oa_error_json(const inf__oa_err *e) {
     json_t *err = json_object();
     /* messages quote client input and may have been cut inside a UTF-8 sequence */
     const char *msg = e->message[0] ? e->message : "error";
-    json_object_set_new(err, "message", jstr_lossy(msg, strlen(msg)));
+    json_object_set_new(err, "message", inf__oa_jstr_lossy(msg, strlen(msg)));
     json_object_set_new(err, "type", json_string(e->type ? e->type : "invalid_request_error"));
     json_object_set_new(err, "param",
-                        e->param[0] ? jstr_lossy(e->param, strlen(e->param)) : json_null());
+                        e->param[0] ? inf__oa_jstr_lossy(e->param, strlen(e->param)) : json_null());
     json_object_set_new(err, "code", e->code ? json_string(e->code) : json_null());
     json_t *o = json_object();
     json_object_set_new(o, "error", err);
@@ -734,7 +738,7 @@ static void chat_lp_entries(inf__call *call, const inf_event *ev, json_t *conten
     for (int64_t i = 0; i < ev->n_tokens && ev->chosen; i++) {
         json_t *ent = json_object();
         piece p = token_piece(call, ev->chosen[i].token);
-        json_object_set_new(ent, "token", jstr_lossy(p.s ? p.s : "", p.n));
+        json_object_set_new(ent, "token", inf__oa_jstr_lossy(p.s ? p.s : "", p.n));
         json_object_set_new(ent, "logprob", json_real(lp_value(ev->chosen[i].logprob)));
         json_object_set_new(ent, "bytes", bytes_array(&p));
         free(p.s);
@@ -744,7 +748,7 @@ static void chat_lp_entries(inf__call *call, const inf_event *ev, json_t *conten
             if (t->token < 0) continue;
             json_t *te = json_object();
             piece q = token_piece(call, t->token);
-            json_object_set_new(te, "token", jstr_lossy(q.s ? q.s : "", q.n));
+            json_object_set_new(te, "token", inf__oa_jstr_lossy(q.s ? q.s : "", q.n));
             json_object_set_new(te, "logprob", json_real(lp_value(t->logprob)));
             json_object_set_new(te, "bytes", bytes_array(&q));
             free(q.s);
@@ -769,7 +773,7 @@ static void cmpl_lp_append(inf__call *call, inf__sub *s, const inf_event *ev, js
     int k = call->req.logprobs;
     for (int64_t i = 0; i < ev->n_tokens && ev->chosen; i++) {
         piece p = token_piece(call, ev->chosen[i].token);
-        json_array_append_new(json_object_get(o, "tokens"), jstr_lossy(p.s ? p.s : "", p.n));
+        json_array_append_new(json_object_get(o, "tokens"), inf__oa_jstr_lossy(p.s ? p.s : "", p.n));
         json_array_append_new(json_object_get(o, "token_logprobs"),
                               json_real(lp_value(ev->chosen[i].logprob)));
         json_array_append_new(json_object_get(o, "text_offset"), json_integer(s->text_offset));
@@ -780,7 +784,7 @@ static void cmpl_lp_append(inf__call *call, inf__sub *s, const inf_event *ev, js
             const inf_token_logprob *t = &ev->top[i * ev->n_top + j];
             if (t->token < 0) continue;
             piece q = token_piece(call, t->token);
-            json_t *key = jstr_lossy(q.s ? q.s : "", q.n);
+            json_t *key = inf__oa_jstr_lossy(q.s ? q.s : "", q.n);
             if (!json_object_get(tops, json_string_value(key)))
                 json_object_set_new(tops, json_string_value(key), json_real(lp_value(t->logprob)));
             json_decref(key);
@@ -860,11 +864,11 @@ json_t *inf__oa_chunk(inf__call *call, inf__sub *s, const char *text, size_t len
         json_t *delta = json_object();
         if (role) json_object_set_new(delta, "role", json_string("assistant"));
         if (role || len || ev)
-            json_object_set_new(delta, "content", jstr_lossy(text ? text : "", len));
+            json_object_set_new(delta, "content", inf__oa_jstr_lossy(text ? text : "", len));
         json_object_set_new(choice, "delta", delta);
         json_object_set_new(choice, "logprobs", lp);
     } else {
-        json_object_set_new(choice, "text", jstr_lossy(text ? text : "", len));
+        json_object_set_new(choice, "text", inf__oa_jstr_lossy(text ? text : "", len));
         json_object_set_new(choice, "logprobs", lp);
     }
     json_object_set_new(choice, "finish_reason", fr ? json_string(fr) : json_null());
@@ -949,7 +953,7 @@ json_t *inf__oa_response(inf__call *call) {
         inf__sub *s = &call->subs[i];
         json_t *c = json_object();
         json_object_set_new(c, "index", json_integer(s->index));
-        json_t *text = jstr_lossy(s->text.data ? s->text.data : "", s->text.len);
+        json_t *text = inf__oa_jstr_lossy(s->text.data ? s->text.data : "", s->text.len);
         if (chat) {
             json_t *msg = json_object();
             json_object_set_new(msg, "role", json_string("assistant"));

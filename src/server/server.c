@@ -1,7 +1,7 @@
 /*
  * server.c — the server object: configuration, the libwebsockets context (one vhost, one
  * protocol for HTTP and WebSocket on one port), background model loading, the service loop,
- * engine event wakeups, request logging and graceful shutdown.
+ * engine event wakeups and graceful shutdown.
  *
  * Threads: the caller of inf_server_run is the I/O thread and owns everything here. The loader
  * thread only loads the model and creates the engine, then publishes them with an atomic store
@@ -9,9 +9,14 @@
  * inf_server_stop only call lws_cancel_service (the one thread-safe lws call) and set atomics;
  * so does the ticker thread, which exists only during shutdown to wake the loop every 50 ms.
  *
+ * The lws callback switch lives here, beside the wakeup: it routes each event to conn.c,
+ * http.c, ws.c or dispatch.c, none of which calls back into this file.
+ *
  * Shutdown: stop → new requests get 503 (WebSocket: no new sockets; idle sockets close 1001),
- * running requests get up to shutdown_grace_s to finish, then whatever remains is cancelled,
- * WebSockets close with 1001, queued output gets up to a second to drain, and the loop exits.
+ * running requests get up to --drain-timeout (shutdown_grace_s) to finish, then every one left
+ * gets its proper end (dispatch.c: streams a final chunk and their end, others 503
+ * shutting_down), WebSockets close with 1001, queued output gets up to a second to drain, and
+ * the loop exits.
  */
 #include "server/internal.h"
 
@@ -30,23 +35,20 @@ void inf_server_config_default(inf_server_config *cfg) {
     cfg->ws_ping_s = 30;
     cfg->rate_limit = 0;
     cfg->max_send_buffer = (size_t)8 << 20;
-    cfg->shutdown_grace_s = 5.0;
+    cfg->shutdown_grace_s = 10.0;
     cfg->model = inf_model_params_default();
     cfg->engine = inf_engine_params_default();
 }
 
-static const struct lws_protocols protocols[] = {
-    {"inferneo", inf__lws_callback, 0, 65536, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
 
+static _Thread_local inf_server *service_srv; /* the server this I/O thread serves */
 
 static void lws_log(int level, const char *line) {
     /* lws 4.1 reports oversized request headers only through its log (called from inside its
      * header parser), then closes the connection without a callback: http.c answers 431 */
     if (strstr(line, "Ran out of header data space") ||
         (strstr(line, "More hdr frags than we can deal with") && !strstr(line, "dropping"))) {
-        inf__http_note_header_overflow();
+        inf__http_note_header_overflow(service_srv);
         return;
     }
     if (!(level & LLL_ERR)) return; /* warnings are enabled only for the message above */
@@ -130,10 +132,6 @@ static void finish_loading(inf_server *srv) {
     inf__log(INF_LOG_INFO, "listening on http://%s:%d", srv->host, srv->port);
 }
 
-bool inf__srv_ready(inf_server *srv) {
-    return srv->ready_announced && srv->n_names > 0;
-}
-
 static void begin_shutdown(inf_server *srv);
 static void shutdown_progress(inf_server *srv);
 
@@ -148,8 +146,7 @@ static void *ticker_main(void *arg) {
     return NULL;
 }
 
-void inf__srv_wakeup(void *arg) {
-    inf_server *srv = arg;
+static void wakeup(inf_server *srv) {
     int ls = atomic_load_explicit(&srv->load_state, memory_order_acquire);
     if (ls == 1 && !srv->ready_announced) {
         finish_loading(srv);
@@ -173,39 +170,83 @@ static void begin_shutdown(inf_server *srv) {
 
 static void shutdown_progress(inf_server *srv) {
     double now = inf__time_s();
-    bool expired = now >= srv->shutdown_deadline;
-    for (inf__conn *c = srv->conns; c; c = c->all_next) {
-        if (c->is_ws && !c->closing && (c->n_calls == 0 || expired))
-            inf__ws_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-        if (!c->is_ws && expired && c->n_calls) {
-            for (inf__call *call = c->calls; call; call = call->next)
-                inf__call_cancel(call);
-            c->close_after = true;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        }
+    if (!srv->shutdown_expired && now >= srv->shutdown_deadline) {
+        srv->shutdown_expired = true;
+        if (srv->n_live_calls)
+            inf__log(INF_LOG_INFO, "drain time over: ending %d request(s)", srv->n_live_calls);
+        for (inf__conn *c = srv->conns; c; c = c->all_next)
+            inf__calls_end_shutdown(c);
     }
-    if (srv->n_live_calls > 0 && !expired) return;
+    for (inf__conn *c = srv->conns; c; c = c->all_next)
+        if (!c->closing && !c->n_calls) c->tp->going_away(c);
+    if (srv->n_live_calls > 0) return;
     bool pending = false;
     for (inf__conn *c = srv->conns; c; c = c->all_next)
         pending |= c->out_head != NULL;
     if (!pending || now >= srv->shutdown_deadline + 1.0) srv->exit_loop = true;
 }
 
-void inf__srv_log_request(inf_server *srv, const char *method, const char *path, int status,
-                          int64_t prompt_tokens, int64_t completion_tokens, double t_start) {
-    (void)srv;
-    double ms = (inf__time_s() - t_start) * 1e3;
-    char safe[128]; /* the path comes from the client: no control bytes in the log */
-    size_t n = 0;
-    for (const char *p = path ? path : "?"; *p && n + 1 < sizeof safe; p++)
-        safe[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
-    safe[n] = 0;
-    if (prompt_tokens >= 0)
-        inf__log(INF_LOG_INFO, "%s %s %d tokens=%lld+%lld %.1f ms", method, safe, status,
-                 (long long)prompt_tokens, (long long)completion_tokens, ms);
-    else
-        inf__log(INF_LOG_INFO, "%s %s %d %.1f ms", method, safe, status, ms);
+/* ---- the lws callback ------------------------------------------------------------------------ */
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len) {
+    (void)user;
+    struct lws_context *ctx = lws_get_context(wsi);
+    inf_server *srv = ctx ? lws_context_user(ctx) : NULL;
+    if (!srv) return 0;
+    service_srv = srv;
+    inf__conn *c;
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: wakeup(srv); return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: /* tracked from the start (431) */
+        return inf__conn_get(srv, wsi) ? 0 : -1;
+    case LWS_CALLBACK_HTTP:
+        if (!(c = inf__conn_get(srv, wsi))) return -1;
+        return inf__http_request(c, (const char *)in);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!(c = lws_get_opaque_user_data(wsi))) return -1;
+        return inf__http_body(c, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!(c = lws_get_opaque_user_data(wsi))) return -1;
+        return inf__http_body_done(c);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!(c = lws_get_opaque_user_data(wsi))) return 0;
+        return inf__conn_write(c);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (!(c = inf__conn_get(srv, wsi))) return -1;
+        return inf__ws_filter(c, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        if (!(c = inf__conn_get(srv, wsi))) return -1;
+        inf__ws_established(c);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!(c = lws_get_opaque_user_data(wsi))) return -1;
+        return inf__ws_receive(c, in, len);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* lws echoes the peer's close payload; a close without a status gets 1000 instead of
+         * an empty (1005) echo */
+        if (len < 2) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_CLOSED:
+        if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
+        inf__conn_destroy(srv, wsi);
+        return 0;
+    default: return 0;
+    }
 }
+
+static const struct lws_protocols protocols[] = {
+    {"inferneo", callback, 0, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
 
 static int dup_list(const char *const *src, int n, char ***out) {
     *out = NULL;
@@ -337,10 +378,6 @@ void inf_server_stop(inf_server *srv) {
     if (srv->ctx) lws_cancel_service(srv->ctx);
 }
 
-int inf_server_port(const inf_server *srv) {
-    return srv ? srv->port : -1;
-}
-
 void inf_server_destroy(inf_server *srv) {
     if (!srv) return;
     if (srv->loader_started) pthread_join(srv->loader, NULL);
@@ -355,7 +392,7 @@ void inf_server_destroy(inf_server *srv) {
     if (srv->engine) inf_engine_destroy(srv->engine);
     srv->engine = NULL;
     inf__calls_free_all(srv);
-    free(srv->idmap);
+    inf__idmap_free(&srv->idmap);
     if (srv->model) inf_model_free(srv->model);
     inf__metrics_free(srv->metrics);
     inf__ratelimit_free(srv->rl);

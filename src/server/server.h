@@ -12,7 +12,7 @@
 typedef struct inf_server_config {
     const char *model_path;
     const char *host;                /* address to bind ("127.0.0.1"; "0.0.0.0": all) */
-    int port;                        /* 0: any free port (see inf_server_port) */
+    int port;                        /* 0: any free port */
     const char *const *served_names; /* [0] is reported as the model id; the rest are aliases.
                                       * None: general.name of the GGUF, else its file stem */
     int n_served_names;
@@ -47,8 +47,6 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out);
 int inf_server_run(inf_server *srv);
 /* Thread-safe (not async-signal-safe: call it from a signal-handling thread). */
 void inf_server_stop(inf_server *srv);
-/* The bound port (useful with port 0). */
-int inf_server_port(const inf_server *srv);
 void inf_server_destroy(inf_server *srv);
 
 #endif

@@ -26,7 +26,8 @@
 
 enum { WS_ROUTE_CHAT = 1, WS_ROUTE_COMPLETION };
 
-void inf__ws_send_json(inf__conn *c, json_t *obj, json_t *request_id) {
+/* Queues one JSON text message with the request's id at top level (takes obj). */
+static void send_json(inf__conn *c, json_t *obj, json_t *request_id) {
     if (!obj) return;
     if (c->closing) {
         json_decref(obj);
@@ -53,8 +54,66 @@ void inf__ws_close(inf__conn *c, int code, const char *reason) {
 }
 
 static void send_err(inf__conn *c, const inf__oa_err *e, json_t *request_id) {
-    inf__ws_send_json(c, inf__oa_error_json(e), request_id);
+    send_json(c, inf__oa_error_json(e), request_id);
 }
+
+/* ---- the transport table (dispatch.c's view of a WebSocket) ---- */
+
+static void tp_attach(inf__call *call) {
+    if (!call->request_id) call->request_id = json_string(call->id);
+}
+
+static void tp_refuse(inf__conn *c, json_t *request_id, const inf__oa_err *e) {
+    send_err(c, e, request_id);
+}
+
+static void tp_send_object(inf__call *call, json_t *obj) {
+    send_json(call->conn, obj, call->request_id);
+}
+
+static void tp_send_error(inf__call *call, const inf__oa_err *e) {
+    send_err(call->conn, e, call->request_id);
+}
+
+static void tp_stream_begin(inf__call *call) {
+    (void)call; /* frames need no preamble */
+}
+
+/* The chunk with finish_reason ends the request, so usage rides on it (a separate frame after
+ * it would break clients that stop reading at finish_reason). */
+static void tp_stream_end(inf__call *call, json_t *last) {
+    if (!last) return;
+    if (call->req.include_usage) json_object_set_new(last, "usage", inf__oa_usage(call));
+    send_json(call->conn, last, call->request_id);
+}
+
+/* A slow reader's request ends with an error frame; the socket stays open. */
+static void tp_abort(inf__call *call, const inf__oa_err *e) {
+    send_err(call->conn, e, call->request_id);
+}
+
+static void tp_going_away(inf__conn *c) {
+    inf__ws_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+}
+
+static int tp_response_done(inf__conn *c) {
+    (void)c; /* no HTTP responses on an upgraded connection */
+    return 0;
+}
+
+const inf__transport inf__ws_transport = {
+    .method = "WS",
+    .attach = tp_attach,
+    .refuse = tp_refuse,
+    .send_object = tp_send_object,
+    .send_error = tp_send_error,
+    .stream_begin = tp_stream_begin,
+    .stream_chunk = tp_send_object,
+    .stream_end = tp_stream_end,
+    .abort = tp_abort,
+    .going_away = tp_going_away,
+    .response_done = tp_response_done,
+};
 
 static void auth_fail(inf__conn *c, json_t *request_id) {
     inf__oa_err e;
@@ -106,7 +165,7 @@ int inf__ws_filter(inf__conn *c, struct lws *wsi) {
 }
 
 void inf__ws_established(inf__conn *c) {
-    c->is_ws = true;
+    c->tp = &inf__ws_transport;
     c->ws.last_rx = inf__time_s();
     if (c->ws.close_code == 1008) {
         c->ws.close_code = 0;
@@ -114,9 +173,19 @@ void inf__ws_established(inf__conn *c) {
     }
 }
 
+bool inf__ws_rid_equal(json_t *a, json_t *b) {
+    if (!a || !b) return false;
+    if (json_is_number(a) && json_is_number(b)) {
+        if (json_is_integer(a) && json_is_integer(b))
+            return json_integer_value(a) == json_integer_value(b);
+        return json_number_value(a) == json_number_value(b);
+    }
+    return json_equal(a, b);
+}
+
 static int find_call(inf__conn *c, json_t *request_id, inf__call **out) {
     for (inf__call *call = c->calls; call; call = call->next)
-        if (call->request_id && json_equal(call->request_id, request_id)) {
+        if (inf__ws_rid_equal(call->request_id, request_id)) {
             *out = call;
             return 1;
         }
@@ -162,7 +231,7 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
         json_t *ok = json_object();
         json_object_set_new(ok, "type", json_string("auth"));
         json_object_set_new(ok, "status", json_string("ok"));
-        inf__ws_send_json(c, ok, rid);
+        send_json(c, ok, rid);
         goto done;
     }
     if (!c->ws.authed) {
@@ -172,7 +241,7 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
     if (ts && !strcmp(ts, "ping")) {
         json_t *pong = json_object();
         json_object_set_new(pong, "type", json_string("pong"));
-        inf__ws_send_json(c, pong, rid);
+        send_json(c, pong, rid);
         goto done;
     }
     if (ts && !strcmp(ts, "cancel")) {
@@ -236,8 +305,7 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
                      ep == INF__EP_CHAT ? "/v1/completions" : "/v1/chat/completions");
         send_err(c, &e, rid);
         const char *p = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
-        inf__metrics_request(srv->metrics, p, e.status);
-        inf__srv_log_request(srv, "WS", p, e.status, -1, -1, inf__time_s());
+        inf__record(srv, "WS", p, p, e.status, -1, -1, inf__time_s());
         goto done;
     }
     const char *path = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
@@ -245,8 +313,7 @@ static void handle_message(inf__conn *c, const char *data, size_t len) {
     if (inf__oa_parse(srv, ep, root, &req, &e) < 0) {
         inf__oa_req_free(&req);
         send_err(c, &e, rid);
-        inf__metrics_request(srv->metrics, path, e.status);
-        inf__srv_log_request(srv, "WS", path, e.status, -1, -1, inf__time_s());
+        inf__record(srv, "WS", path, path, e.status, -1, -1, inf__time_s());
         goto done;
     }
     inf__call_start(c, ep, path, &req, rid);
