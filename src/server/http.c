@@ -795,6 +795,37 @@ static bool headers_in_progress(inf__conn *c) {
     return lws_http_get_uri_and_method(c->wsi, &uri, &ulen) >= 0;
 }
 
+/* Writes a short complete error response straight to the socket, for the cases where lws has
+ * taken the connection out of its HTTP handling (plain HTTP, no TLS; between responses the
+ * socket's send buffer is empty, so it goes out whole or not at all). */
+static void raw_answer(struct lws *wsi, const char *status_line, const char *extra,
+                       const inf__oa_err *e) {
+    int fd = (int)lws_get_socket_fd(wsi);
+    json_t *obj = inf__oa_error_json(e);
+    size_t blen = 0;
+    char *body = inf__oa_dump(obj, &blen);
+    json_decref(obj);
+    char msg[1024];
+    int n = body ? snprintf(msg, sizeof msg,
+                            "HTTP/1.1 %s\r\nserver: inferneo\r\n%s"
+                            "content-type: application/json\r\ncontent-length: %zu\r\n"
+                            "connection: close\r\n\r\n%s",
+                            status_line, extra ? extra : "", blen, body)
+                 : -1;
+    free(body);
+    if (fd >= 0 && n > 0 && n < (int)sizeof msg)
+        (void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+int inf__http_raw_adopted(inf_server *srv, struct lws *wsi) {
+    inf__oa_err e;
+    inf__oa_fail(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
+                 "Method CONNECT is not allowed: this is not a proxy");
+    raw_answer(wsi, "405 Method Not Allowed", "allow: GET, HEAD, POST, OPTIONS\r\n", &e);
+    inf__record(srv, "CONNECT", "?", "other", 405, -1, -1, inf__time_s());
+    return -1;
+}
+
 void inf__http_note_header_overflow(inf_server *srv) {
     if (!srv) return;
     inf__conn *hit = NULL;
@@ -808,24 +839,10 @@ void inf__http_note_header_overflow(inf_server *srv) {
         inf__record(srv, "?", "?", "other", 431, -1, -1, inf__time_s());
         return;
     }
-    int fd = (int)lws_get_socket_fd(hit->wsi);
     inf__oa_err e;
     inf__oa_fail(&e, 431, "invalid_request_error", "request_header_fields_too_large", NULL,
                  "The request headers are too large (limit: %d bytes)", INF__MAX_HEADER_DATA);
-    json_t *obj = inf__oa_error_json(&e);
-    size_t blen = 0;
-    char *body = inf__oa_dump(obj, &blen);
-    json_decref(obj);
-    char msg[1024];
-    int n = body ? snprintf(msg, sizeof msg,
-                            "HTTP/1.1 431 Request Header Fields Too Large\r\nserver: inferneo\r\n"
-                            "content-type: application/json\r\ncontent-length: %zu\r\n"
-                            "connection: close\r\n\r\n%s",
-                            blen, body)
-                 : -1;
-    free(body);
-    if (fd >= 0 && n > 0 && n < (int)sizeof msg)
-        (void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    raw_answer(hit->wsi, "431 Request Header Fields Too Large", NULL, &e);
     hit->close_after = true;
     char *uri = NULL;
     int ulen = 0;

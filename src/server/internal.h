@@ -331,6 +331,9 @@ int inf__http_body_done(inf__conn *c);
 /* Called by the lws log hook (on the I/O thread) when lws gives up on a request's headers
  * (over max_http_header_data): the connection lws is about to close is answered 431. */
 void inf__http_note_header_overflow(inf_server *srv);
+/* lws 4.1 turns a CONNECT request into a raw socket (LWS_CALLBACK_RAW_ADOPT): it is answered
+ * 405 and closed. Returns -1 (close). */
+int inf__http_raw_adopted(inf_server *srv, struct lws *wsi);
 
 /* ---- ws.c ---- */
 int inf__ws_filter(inf__conn *c, struct lws *wsi);

@@ -235,6 +235,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLOSED:
         if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
         return 0;
+    case LWS_CALLBACK_RAW_ADOPT: return inf__http_raw_adopted(srv, wsi);
     case LWS_CALLBACK_WSI_DESTROY:
         if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
         inf__conn_destroy(srv, wsi);
