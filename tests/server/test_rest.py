@@ -468,6 +468,33 @@ def test_auth_cors_and_body_limit(guarded):
     assert KEY not in g.output() and FILE_KEY not in g.output(), "an API key was logged"
 
 
+def test_declared_oversized_body_is_answered_413_to_ordinary_clients(guarded):
+    """A body declared over --max-body gets its 413 even though the client sends all of it
+    before reading (lingering close): httpx sees the response, not a broken pipe."""
+    ok = {"Authorization": "Bearer " + KEY, "content-type": "application/json"}
+    for size in (70000, 2 << 20):
+        r = httpx.post(guarded.url("/v1/completions"), content=b"x" * size, headers=ok,
+                       timeout=30)
+        assert r.status_code == 413, r.text
+        assert r.json()["error"]["code"] == "request_too_large"
+    assert httpx.get(guarded.url("/health")).status_code == 200
+
+
+def test_connect_and_unknown_methods_get_a_status_line(srv):
+    for req in (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+                b"CONNECT /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            s.sendall(req)
+            head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 405 "), head
+        assert b"method_not_allowed" in head
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"BREW /coffee HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = s.recv(4096)
+    assert re.match(rb"HTTP/1\.[01] (400|403|405|501) ", head), head  # lws refuses it itself
+    assert httpx.get(srv.url("/ready")).json() == {"status": "ok"}
+
+
 def test_queue_full_is_429(guarded):
     ok = {"Authorization": "Bearer " + KEY}
     # --max-seqs 1 --queue 2: one long request runs, then a request of n=64 cannot all queue

@@ -666,6 +666,34 @@ def test_eight_multiplexed_equal_eight_sockets(srv):
     assert len({ok(s, 0) for s in sep}) > 1, "8 different prompts gave one text"
 
 
+def test_numeric_request_ids_compare_by_value(srv):
+    """request_id 1 and 1.0 are the same id (numbers compare by value; a string "1" is another
+    id): a duplicate while in flight is refused, and a cancel with 1.0 cancels request 1."""
+    async def body():
+        ws = await connect(srv, COMPL)
+        try:
+            await ws.send(json.dumps(compl_req("Once upon a time", max_tokens=1900,
+                                               ignore_eos=True, stream=True, request_id=1)))
+            first = await recv_json(ws, "the first chunk of request 1")
+            assert first["request_id"] == 1
+            await ws.send(json.dumps(compl_req("x", max_tokens=2, request_id=1.0)))
+            await ws.send(json.dumps({"type": "cancel", "request_id": 1.0}))
+            dup = fin = None
+            while fin is None:
+                d = await recv_json(ws, "the duplicate error and the cancelled end")
+                if "error" in d:
+                    dup = d
+                elif d["choices"][0].get("finish_reason"):
+                    fin = d
+            assert dup["error"]["code"] == "duplicate_request_id", dup
+            assert fin["choices"][0]["finish_reason"] == "cancelled", fin
+            assert fin["request_id"] == 1
+            await expect_pong(ws, "after the cancel")
+        finally:
+            await ws.close()
+    run(body())
+
+
 def test_cancel_one_leaves_others_intact(srv):
     async def body():
         ws = await connect(srv, COMPL)
