@@ -307,6 +307,9 @@ typedef struct inf_engine_stats {
 
 /* Thread-safe snapshot. */
 void inf_engine_get_stats(inf_engine *engine, inf_engine_stats *stats);
+/* The context one request may use: the n_ctx asked for (or the model's), bounded by what the
+ * KV pool can hold. A request whose prompt + max_tokens exceeds it is refused at submit. */
+int64_t inf_engine_n_ctx(const inf_engine *engine);
 
 #ifdef __cplusplus
 }

@@ -461,14 +461,12 @@ static void engine_step(inf_engine *e) {
     inf__sched_plan(S);
     for (int32_t i = 0; i < S->n_failed; i++) {
         inf_req *r = (inf_req *)S->failed[i];
-        if (r->n_generated > 0) {
-            finish_req(e, r, INF_FINISH_LENGTH, 0, NULL);
-        } else {
-            char msg[160];
-            snprintf(msg, sizeof msg, "the request needs %lld KV pages, the pool has %d",
-                     (long long)inf__sched_pages_needed(S, &r->seq), (int)e->pool.n_pages);
-            finish_req(e, r, INF_FINISH_ERROR, INF_ECONTEXT, msg);
-        }
+        /* submit bounds every request by the effective context (<= the pool), so this is an
+         * invariant breach, reported as an error — never as a finish of "length" */
+        char msg[160];
+        snprintf(msg, sizeof msg, "the request needs %lld KV pages, the pool has %d",
+                 (long long)inf__sched_pages_needed(S, &r->seq), (int)e->pool.n_pages);
+        finish_req(e, r, INF_FINISH_ERROR, INF_ECONTEXT, msg);
     }
     if (S->n_items == 0) {
         flush_step(e);
@@ -614,6 +612,9 @@ static int resolve_params(inf_engine *e, const inf_engine_params *in, size_t *pa
         return inf__err(INF_EINVAL, "engine: KV budget of %zu bytes is below one page (%zu bytes)",
                         budget, *page_bytes);
     *n_pages = pages;
+    /* A sequence can never hold more tokens than the whole pool: that is the context the engine
+     * really offers (a request is refused at submit rather than cut short later). */
+    if (n_ctx > pages * p.page_tokens) n_ctx = pages * p.page_tokens;
     e->params = p;
     e->n_ctx = n_ctx;
     return 0;
@@ -979,6 +980,10 @@ int inf_engine_wait(inf_engine *e, inf_event *ev, int timeout_ms) {
     }
     pthread_mutex_unlock(&e->ev_mu);
     return got;
+}
+
+int64_t inf_engine_n_ctx(const inf_engine *e) {
+    return e ? e->n_ctx : 0;
 }
 
 void inf_engine_get_stats(inf_engine *e, inf_engine_stats *stats) {

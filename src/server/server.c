@@ -115,8 +115,7 @@ static void finish_loading(inf_server *srv) {
     inf_model_get_info(srv->model, &info);
     srv->n_vocab = info.n_vocab;
     srv->n_embd = info.n_embd;
-    srv->n_ctx = srv->cfg.engine.n_ctx > 0 ? srv->cfg.engine.n_ctx : info.n_ctx_train;
-    if (srv->n_ctx <= 0) srv->n_ctx = 2048;
+    srv->n_ctx = inf_engine_n_ctx(srv->engine); /* the engine's effective context */
     if (!srv->n_names) {
         srv->names = inf__calloc(1, sizeof *srv->names);
         if (srv->names) {

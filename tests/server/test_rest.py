@@ -495,6 +495,29 @@ def test_connect_and_unknown_methods_get_a_status_line(srv):
     assert httpx.get(srv.url("/ready")).json() == {"status": "ok"}
 
 
+def test_small_kv_memory_preempts_or_refuses_never_truncates():
+    """--kv-mem 1 (1 MiB: 1632 tokens of this model): the effective context is what the pool
+    holds; a request that cannot fit is refused up front; eight 400-token requests that cannot
+    all fit at once are preempted and resumed, and each still makes all 400 tokens."""
+    s = Server("--kv-mem", "1").start()
+    try:
+        ctx = httpx.get(s.url("/v1/models")).json()["data"][0]["max_model_len"]
+        assert 400 < ctx <= 1640, ctx
+        err(post(s, "/v1/completions", {"prompt": "Once", "max_tokens": ctx}), 400,
+            "context_length_exceeded")
+        def one(i):
+            r = post(s, "/v1/completions", {"prompt": "Once upon a time %d" % i,
+                                            "max_tokens": 400, "ignore_eos": True})
+            assert r.status_code == 200, r.text
+            return r.json()
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            for js in ex.map(one, range(8)):
+                assert js["usage"]["completion_tokens"] == 400, js["usage"]
+                assert js["choices"][0]["finish_reason"] == "length"
+    finally:
+        assert s.stop() == 0
+
+
 def test_queue_full_is_429(guarded):
     ok = {"Authorization": "Bearer " + KEY}
     # --max-seqs 1 --queue 2: one long request runs, then a request of n=64 cannot all queue
