@@ -51,10 +51,8 @@ int64_t inf_tokenizer_piece(const inf_tokenizer *t, int32_t tok, bool render_spe
 int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
                          bool render_special, char **out, size_t *len);
 
-/* Chat template (Jinja subset) — chat_template.c. tmpl NULL: ChatML-like fallback.
- * *out: new NUL-terminated string (free with free()). */
-int inf_chat_template_apply(const char *tmpl, const inf_chat_message *msgs, size_t n,
-                            bool add_generation_prompt, const char *bos_text, const char *eos_text,
-                            char **out);
+/* Streaming detokenizer over t (detok.c; inf_detok_push / flush / free of inferneo.h work on
+ * it). t is borrowed and must outlive it. *out: new, free with inf_detok_free. */
+int inf_tokenizer_detok_new(const inf_tokenizer *t, inf_detok **out);
 
 #endif
