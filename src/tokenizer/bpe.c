@@ -413,11 +413,6 @@ static bool bpe_try_add(bpe_work *k, int32_t l, int32_t r) {
     return bpe_heap_push(&k->heap, b);
 }
 
-static size_t utf8_len_lead(unsigned char c) {
-    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return lookup[c >> 4];
-}
-
 /* Merges one byte-encoded word and appends its tokens. */
 static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
     const inf_tokenizer *t = k->t;
@@ -437,7 +432,7 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
     k->heap.n = 0;
     int64_t n = 0;
     for (size_t off = 0; off < wlen; n++) {
-        size_t cl = INF_MIN(utf8_len_lead((unsigned char)w[off]), wlen - off);
+        size_t cl = INF_MIN(inf__tok_char_len((unsigned char)w[off]), wlen - off);
         k->sym[n] = (bpe_sym){(int32_t)n - 1, -1, (uint32_t)off, (uint32_t)cl};
         off += cl;
         if (off < wlen) k->sym[n].next = (int32_t)n + 1;
