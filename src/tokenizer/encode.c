@@ -101,7 +101,7 @@ int inf__spm_encode(const inf_tokenizer *t, const char *s, size_t len, inf__ids 
     spm_heap h = {0};
     if (!sym) return inf__err(INF_ENOMEM, "tokenizer: out of memory");
     for (size_t off = 0; off < len; n++) {
-        size_t cl = INF_MIN(inf__tok_char_len((unsigned char)s[off]), len - off);
+        size_t cl = inf__tok_sym_len(s + off, len - off);
         sym[n].off = (uint32_t)off;
         sym[n].n = (uint32_t)cl;
         sym[n].prev = (int32_t)n - 1;

@@ -132,9 +132,11 @@ void inf__wpm_free(inf_tokenizer *t);
  * consumes one byte (tok_util.c). Matching llama.cpp's reading is what keeps token ids equal to
  * its own; text that leaves the tokenizer is repaired with base's inf__utf8_sanitize instead. */
 uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i);
-/* Bytes of the symbol starting with c when text is split into characters for merging
- * (llama.cpp's unicode_len_utf8: by the high nibble, a stray continuation byte counts as 1). */
-size_t inf__tok_char_len(unsigned char c);
+/* Bytes of the merge symbol at s[0..n), n > 0, when text is split into characters before the
+ * BPE / SPM merges: a well-formed character, else one byte (base's UTF-8 rule). On well-formed
+ * text this is llama.cpp's split; an ill-formed byte stays a symbol of its own, so it reaches
+ * the byte fallback intact and decodes back to itself. */
+size_t inf__tok_sym_len(const char *s, size_t n);
 
 /* Byte of a <0xXX> token (as llama.cpp: strtol of text[3..5)) (tok_util.c). */
 uint8_t inf__tok_byte_value(const inf_tokenizer *t, int32_t id);

@@ -88,9 +88,9 @@ uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i) {
     return v;
 }
 
-size_t inf__tok_char_len(unsigned char c) {
-    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return lookup[c >> 4];
+size_t inf__tok_sym_len(const char *s, size_t n) {
+    int r = inf__utf8_seq(s, n);
+    return r > 0 ? (size_t)r : 1;
 }
 
 /* ---- byte tokens -------------------------------------------------------------------------- */

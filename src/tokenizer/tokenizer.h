@@ -33,7 +33,15 @@ const char *inf_tokenizer_text(const inf_tokenizer *t, int32_t tok, size_t *len)
 /* Finds the id of an exact token text, -1 when absent. */
 int32_t inf_tokenizer_find(const inf_tokenizer *t, const char *text, size_t len);
 
-/* Encodes text. *out: new array (free with free()), *n_out entries. */
+/* Encodes len bytes of text: any bytes, ill-formed UTF-8 and NUL included (no error, no
+ * U+FFFD). Round trip: inf_tokenizer_decode(encode(x)) == x byte for byte (render_special, or
+ * no control-token text in x) whenever the vocabulary has a token for each byte of x: byte-level
+ * BPE through its 256 byte stand-ins, SPM through its <0xXX> byte tokens. The one exception of
+ * the format itself: SPM writes spaces as U+2581 "▁", so a "▁" in x decodes as a space (and WPM
+ * normalizes, so it never round-trips). A byte without a token is dropped (BPE) or becomes the
+ * unknown token (SPM), as llama.cpp does. On well-formed UTF-8 the ids are llama.cpp's; on
+ * ill-formed bytes they differ (llama.cpp reads each as U+FFFD and loses it).
+ * *out: new array (free with free()), *n_out entries. */
 int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, bool add_special,
                          bool parse_special, int32_t **out, int64_t *n_out);
 /* The bytes a token stands for in output text (SPM, WPM: "▁"→" "; SPM <0xXX> → byte; BPE:
