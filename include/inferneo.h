@@ -120,13 +120,18 @@ int inf_synth_write(const char *path, const inf_synth_params *params);
 
 /* ---- tokenizer --------------------------------------------------------------------------- */
 
-/* Tokenizes len bytes of text. add_special: add BOS/EOS as the model's metadata says.
- * parse_special: recognise special-token text ("<|im_start|>") as those tokens.
+/* Tokenizes len bytes of text: any bytes, invalid UTF-8 and NUL included. add_special: add
+ * BOS/EOS as the model's metadata says. parse_special: recognise special-token text
+ * ("<|im_start|>") as those tokens. inf_detokenize gives the same bytes back (no U+FFFD) for
+ * every byte the vocabulary has a token for (byte-level BPE: its 256 byte stand-ins; SPM: its
+ * <0xXX> tokens), with one exception: an SPM vocabulary writes spaces as U+2581 "▁", so a "▁" in
+ * text comes back as a space. On valid UTF-8 the ids are llama.cpp's.
  * On success *tokens is a new array of *n_tokens ids (free with inf_free). */
 int inf_tokenize(const inf_model *model, const char *text, size_t len, bool add_special,
                  bool parse_special, int32_t **tokens, int64_t *n_tokens);
-/* Text of a sequence of tokens (special tokens rendered as their text unless skip_special).
- * *text is new and NUL-terminated (free with inf_free); *len excludes the NUL. */
+/* Text of a sequence of tokens (special tokens rendered as their text unless skip_special): raw
+ * bytes, which may be invalid UTF-8 (byte tokens). *text is new and NUL-terminated (free with
+ * inf_free); *len excludes the NUL. */
 int inf_detokenize(const inf_model *model, const int32_t *tokens, int64_t n_tokens,
                    bool skip_special, char **text, size_t *len);
 /* True for end-of-generation tokens (EOS, EOT, <|im_end|>, …). */
@@ -138,13 +143,14 @@ bool inf_token_is_eog(const inf_model *model, int32_t token);
 int64_t inf_token_to_piece(const inf_model *model, int32_t token, bool render_special, char *buf,
                            size_t cap);
 
-/* Streaming detokenizer: bytes are released only at UTF-8 character boundaries. */
+/* Streaming detokenizer: releases only well-formed UTF-8, at character boundaries; each maximal
+ * invalid subpart becomes one U+FFFD (the same rule as everywhere in the server). */
 typedef struct inf_detok inf_detok;
 int inf_detok_new(const inf_model *model, inf_detok **out);
 /* Appends token's bytes; copies the complete-character prefix of pending bytes to *text (borrowed,
  * valid until the next call) / *len. */
 int inf_detok_push(inf_detok *d, int32_t token, const char **text, size_t *len);
-/* Releases whatever is pending (invalid trailing bytes as U+FFFD). */
+/* Releases whatever is pending (an incomplete trailing character as one U+FFFD). */
 int inf_detok_flush(inf_detok *d, const char **text, size_t *len);
 void inf_detok_free(inf_detok *d);
 

@@ -1,6 +1,6 @@
 /*
  * base.h — L0 utilities shared by every layer: errors, logging, allocation with overflow checks,
- * time, cpu features, string buffer, thread helpers.
+ * time, cpu features, string buffer, UTF-8 validity, hash map, PRNG.
  */
 #ifndef INF_BASE_H
 #define INF_BASE_H
@@ -78,10 +78,29 @@ void inf__sb_free(inf_sb *sb);
 /* Transfers ownership of the NUL-terminated data (never NULL unless oom). */
 char *inf__sb_take(inf_sb *sb);
 
-/* UTF-8: length of the sequence started by lead byte c (1..4), or 0 for a continuation/invalid. */
+/* ---- UTF-8 (utf8.c): the tree's one validity rule ------------------------------------------
+ * Well-formed means Unicode's Table 3-7: no overlong forms, no surrogates, nothing above
+ * U+10FFFF. Invalid input is repaired the one way browsers (WHATWG) and Unicode's "best
+ * practice" do it: each maximal subpart of an ill-formed sequence becomes one U+FFFD. */
+#define INF_UTF8_REPLACEMENT "\xef\xbf\xbd"
+/* Length of the sequence a lead byte announces (1..4), 0 for a continuation or 0xF8..0xFF byte.
+ * Says nothing about validity: for stepping through text already known to be well-formed. */
 int inf__utf8_len(unsigned char c);
-/* Number of leading bytes of s[0..n) that form complete UTF-8 characters (an incomplete tail is
- * held back; invalid bytes count as complete single bytes). */
+/* The character at s[0..n), n > 0: > 0 its length when well-formed; 0 when s[0..n) is a proper
+ * prefix of a well-formed character (more bytes could complete it); < 0 when ill-formed: -ret
+ * bytes (1..3) form a maximal subpart, to be replaced by one U+FFFD. */
+int inf__utf8_seq(const char *s, size_t n);
+/* Whether s[0..n) is well-formed UTF-8. */
+bool inf__utf8_valid(const char *s, size_t n);
+/* Appends s[0..n) to sb with the rule above applied. held NULL: an incomplete character at the
+ * end becomes one U+FFFD too; held non-NULL: it is left out and *held gets its length (0..3),
+ * for a stream to prepend to the next bytes. Returns the number of U+FFFD written. */
+size_t inf__utf8_sanitize(inf_sb *sb, const char *s, size_t n, size_t *held);
+/* Writes the UTF-8 form of cp (< 0x200000; no validity check, callers range-check code points
+ * from input) to out, returns its length 1..4. */
+size_t inf__utf8_put(uint32_t cp, char out[4]);
+/* Number of leading bytes of s[0..n) that can be released to a stream: all of them except an
+ * incomplete character at the end (ill-formed bytes count as complete; they never complete). */
 size_t inf__utf8_complete_prefix(const char *s, size_t n);
 
 /* Simple reproducible PRNG (xoshiro256**). */
@@ -95,5 +114,41 @@ double inf__rng_uniform(inf_rng *r);
 
 /* FNV-1a 64-bit. */
 uint64_t inf__hash64(const void *data, size_t n, uint64_t seed);
+
+/* ---- hash map (hmap.c) ----------------------------------------------------------------------
+ * Open addressing from uint64_t keys to uint64_t values (store an index, an id or a pointer cast
+ * through uintptr_t). Zero-initialise ({0}) or inf__hmap_init; free with inf__hmap_free.
+ * Exact keys (ids): inf__hmap_put / get / del. Keys that are not integers (byte strings, token
+ * runs): use a 64-bit hash of the key as the map key, keep the real keys in the caller's arrays,
+ * insert with inf__hmap_add (hashes may collide, so one map key may hold several values) and walk
+ * the candidates with inf__hmap_next, comparing the real key of each. Entry addresses are not
+ * stable: any insert may rehash and any delete may move other entries. */
+typedef struct inf_hmap_slot {
+    uint64_t key, val;
+} inf_hmap_slot;
+typedef struct inf_hmap {
+    inf_hmap_slot *slot; /* [cap] */
+    uint8_t *used;       /* [cap] 1 when the slot holds an entry */
+    size_t cap, n;       /* cap: 0 or a power of two; n <= cap / 2 */
+} inf_hmap;
+/* Starts an empty map with room for reserve entries: no allocation happens until it holds more.
+ * INF_ENOMEM / INF_ERANGE on failure (the map is then empty and valid). */
+int inf__hmap_init(inf_hmap *m, size_t reserve);
+void inf__hmap_free(inf_hmap *m);
+/* Sets key's value (replacing the first entry under key). 1 inserted, 0 replaced, < 0 error
+ * (INF_ENOMEM; the map is unchanged). */
+int inf__hmap_put(inf_hmap *m, uint64_t key, uint64_t val);
+/* Inserts a further entry under key even when the key is present (hashed keys). 0 or < 0. */
+int inf__hmap_add(inf_hmap *m, uint64_t key, uint64_t val);
+/* First value under key into *val (may be NULL); false when absent. */
+bool inf__hmap_get(const inf_hmap *m, uint64_t key, uint64_t *val);
+/* Each value under key in turn: start with *it = 0; returns false after the last one. The map
+ * must not change during the walk. */
+bool inf__hmap_next(const inf_hmap *m, uint64_t key, size_t *it, uint64_t *val);
+/* Every entry in slot order (any order): start with *it = 0; key / val may be NULL. */
+bool inf__hmap_each(const inf_hmap *m, size_t *it, uint64_t *key, uint64_t *val);
+/* Removes the first entry under key / the entry (key, val). False when there was none. */
+bool inf__hmap_del(inf_hmap *m, uint64_t key);
+bool inf__hmap_del_entry(inf_hmap *m, uint64_t key, uint64_t val);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * util.c — allocation helpers, time, cpu features, string buffer, UTF-8, PRNG, hashing.
+ * util.c — allocation helpers, time, cpu features, string buffer, PRNG, hashing (UTF-8 is in
+ * utf8.c, the hash map in hmap.c).
  * Threads: all functions are thread-safe (cpu feature detection is idempotent).
  */
 #define _GNU_SOURCE
@@ -167,31 +168,6 @@ char *inf__sb_take(inf_sb *sb) {
     char *d = sb->data;
     memset(sb, 0, sizeof *sb);
     return d;
-}
-
-int inf__utf8_len(unsigned char c) {
-    if (c < 0x80) return 1;
-    if (c < 0xc0) return 0;
-    if (c < 0xe0) return 2;
-    if (c < 0xf0) return 3;
-    if (c < 0xf8) return 4;
-    return 0;
-}
-
-size_t inf__utf8_complete_prefix(const char *s, size_t n) {
-    /* Look back at most 3 bytes for a lead byte whose sequence runs past the end. */
-    size_t i = n;
-    for (int back = 0; back < 4 && i > 0; back++) {
-        unsigned char c = (unsigned char)s[i - 1];
-        if ((c & 0xc0) == 0x80) {
-            i--;
-            continue;
-        }
-        int len = inf__utf8_len(c);
-        if (len > 1 && (i - 1) + (size_t)len > n) return i - 1;
-        return n;
-    }
-    return n;
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

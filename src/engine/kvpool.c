@@ -6,7 +6,7 @@
  * - n_free + n_cached + (pages with ref > 0) == n_pages;
  * - a page is on the LRU list iff ref == 0 and hashed; on the free stack iff ref == 0 and not
  *   hashed; in the hash map iff hashed;
- * - the map uses linear probing with backward-shift deletion (no tombstones), load <= 1/2.
+ * - the map is base's inf_hmap reserved for n_pages entries at init, so it never grows.
  * Every operation is O(1) except lookup/publish (O(probe length)); nothing allocates after init.
  *
  * Threads: engine thread only.
@@ -23,10 +23,6 @@ int inf__kvpool_init(inf_kvpool *p, int32_t n_pages, int32_t page_tokens) {
                         (int)page_tokens);
     p->n_pages = n_pages;
     p->page_tokens = page_tokens;
-    uint64_t cap = 16;
-    while (cap < 2 * (uint64_t)n_pages)
-        cap *= 2;
-    p->map_mask = cap - 1;
     p->ref = inf__calloc((size_t)n_pages, sizeof *p->ref);
     p->free_list = inf__calloc((size_t)n_pages, sizeof *p->free_list);
     p->hashed = inf__calloc((size_t)n_pages, sizeof *p->hashed);
@@ -35,9 +31,9 @@ int inf__kvpool_init(inf_kvpool *p, int32_t n_pages, int32_t page_tokens) {
     p->toks = inf__calloc((size_t)n_pages * (size_t)page_tokens, sizeof *p->toks);
     p->lru_prev = inf__calloc((size_t)n_pages, sizeof *p->lru_prev);
     p->lru_next = inf__calloc((size_t)n_pages, sizeof *p->lru_next);
-    p->map = inf__calloc((size_t)cap, sizeof *p->map);
+    int map_rc = inf__hmap_init(&p->map, (size_t)n_pages);
     if (!p->ref || !p->free_list || !p->hashed || !p->hash || !p->parent || !p->toks ||
-        !p->lru_prev || !p->lru_next || !p->map) {
+        !p->lru_prev || !p->lru_next || map_rc < 0) {
         inf__kvpool_free(p);
         return inf__err(INF_ENOMEM, "kv pool: out of memory for %d pages", (int)n_pages);
     }
@@ -45,8 +41,6 @@ int inf__kvpool_init(inf_kvpool *p, int32_t n_pages, int32_t page_tokens) {
     for (int32_t i = 0; i < n_pages; i++)
         p->free_list[i] = n_pages - 1 - i;
     p->n_free = n_pages;
-    for (uint64_t i = 0; i <= p->map_mask; i++)
-        p->map[i] = -1;
     p->lru_head = p->lru_tail = -1;
     return 0;
 }
@@ -61,7 +55,7 @@ void inf__kvpool_free(inf_kvpool *p) {
     free(p->toks);
     free(p->lru_prev);
     free(p->lru_next);
-    free(p->map);
+    inf__hmap_free(&p->map);
     memset(p, 0, sizeof *p);
 }
 
@@ -92,40 +86,9 @@ static void lru_remove(inf_kvpool *p, int32_t page) {
     p->n_cached--;
 }
 
-/* ---- hash map ---- */
-
-static void map_insert(inf_kvpool *p, int32_t page) {
-    uint64_t i = p->hash[page] & p->map_mask;
-    while (p->map[i] >= 0)
-        i = (i + 1) & p->map_mask;
-    p->map[i] = page;
-}
-
-static void map_remove(inf_kvpool *p, int32_t page) {
-    uint64_t i = p->hash[page] & p->map_mask;
-    while (p->map[i] != page) {
-        INF_ASSERT(p->map[i] >= 0);
-        i = (i + 1) & p->map_mask;
-    }
-    /* Backward-shift deletion: move later entries of the probe run into the hole when their
-     * home slot does not lie (cyclically) between the hole and their current position. */
-    uint64_t hole = i, j = i;
-    for (;;) {
-        j = (j + 1) & p->map_mask;
-        int32_t q = p->map[j];
-        if (q < 0) break;
-        uint64_t home = p->hash[q] & p->map_mask;
-        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (!stays) {
-            p->map[hole] = q;
-            hole = j;
-        }
-    }
-    p->map[hole] = -1;
-}
-
 static void unhash(inf_kvpool *p, int32_t page) {
-    map_remove(p, page);
+    bool found = inf__hmap_del_entry(&p->map, p->hash[page], (uint64_t)page);
+    INF_ASSERT(found);
     p->hashed[page] = 0;
 }
 
@@ -179,13 +142,12 @@ uint64_t inf__kvpool_chain_hash(const inf_kvpool *p, uint64_t parent, const int3
 
 static int32_t find(const inf_kvpool *p, uint64_t h, uint64_t parent, const int32_t *tokens) {
     size_t bytes = (size_t)p->page_tokens * sizeof *tokens;
-    for (uint64_t i = h & p->map_mask;; i = (i + 1) & p->map_mask) {
-        int32_t q = p->map[i];
-        if (q < 0) return -1;
-        if (p->hash[q] == h && p->parent[q] == parent &&
+    uint64_t q;
+    for (size_t it = 0; inf__hmap_next(&p->map, h, &it, &q);)
+        if (p->parent[q] == parent &&
             !memcmp(p->toks + (size_t)q * (size_t)p->page_tokens, tokens, bytes))
-            return q;
-    }
+            return (int32_t)q;
+    return -1;
 }
 
 int32_t inf__kvpool_lookup(const inf_kvpool *p, uint64_t parent, const int32_t *tokens) {
@@ -203,6 +165,7 @@ int inf__kvpool_publish(inf_kvpool *p, int32_t page, uint64_t parent, const int3
     memcpy(p->toks + (size_t)page * (size_t)p->page_tokens, tokens,
            (size_t)p->page_tokens * sizeof *tokens);
     p->hashed[page] = 1;
-    map_insert(p, page);
+    int rc = inf__hmap_add(&p->map, h, (uint64_t)page);
+    INF_ASSERT(rc == 0); /* reserved for n_pages entries at init: never allocates */
     return 1;
 }

@@ -33,8 +33,7 @@ typedef struct inf_kvpool {
     int32_t *toks;                /* [n_pages][page_tokens] tokens of a hashed page */
     int32_t *lru_prev, *lru_next; /* [n_pages] links of CACHED pages, oldest at head */
     int32_t lru_head, lru_tail, n_cached;
-    int32_t *map; /* [map_mask + 1] open addressing (linear probing), page id or -1 */
-    uint64_t map_mask;
+    inf_hmap map; /* chain hash -> page id (hashes may collide: a key may hold several pages) */
     int64_t n_evictions;
 } inf_kvpool;
 

@@ -1,6 +1,6 @@
 /*
  * chat_api.c — inf_chat_format: renders a conversation with the model's tokenizer.chat_template
- * (tokenizer/chat_template*.c), or a ChatML-like fallback when the model has none.
+ * (src/chat/), or a ChatML-like fallback when the model has none.
  *
  * bos_token / eos_token are the vocabulary texts of the model's BOS / EOS tokens. Templates
  * often start with {{ bos_token }}; the formatted prompt is later tokenized with add_special,
@@ -8,6 +8,7 @@
  * avoid a doubled BOS (llama.cpp does the same).
  * Threads: reentrant; the model is only read.
  */
+#include "chat/chat.h"
 #include "model/model.h"
 
 #include <stdlib.h>

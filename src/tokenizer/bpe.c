@@ -1,13 +1,16 @@
 /*
  * bpe.c — byte-level BPE (GGUF tokenizer.ggml.model "gpt2"), following llama.cpp:
- *   1. the fragment is read as code points the way llama.cpp's unicode_cpts_from_utf8 reads them
- *      (each undecodable byte becomes U+FFFD, overlong forms decode) and re-encoded, so invalid
- *      input is tokenized exactly as llama.cpp tokenizes it;
- *   2. the pre-tokenizer named by tokenizer.ggml.pre splits it: each regex of the list splits
- *      every piece left by the previous one into matches and the gaps between them (both kept);
- *      PCRE2 (UTF + UCP) runs the regexes on each piece as its own subject, like llama.cpp's
- *      std::regex over [start, end), so lookaheads stop at the piece's end;
- *   3. each word is mapped byte by byte through GPT-2's bytes_to_unicode table;
+ *   1. the fragment is cut into its well-formed UTF-8 runs and its ill-formed bytes (base's
+ *      UTF-8 rule: each maximal ill-formed subpart is one piece). Ill-formed pieces skip the
+ *      regexes and become words of their own, so every input byte reaches step 3 unchanged and
+ *      decoding gives the exact input back. (llama.cpp instead reads such bytes as U+FFFD and
+ *      tokenizes the three bytes EF BF BD: its ids differ from ours only on ill-formed input);
+ *   2. the pre-tokenizer named by tokenizer.ggml.pre splits each well-formed run: each regex of
+ *      the list splits every piece left by the previous one into matches and the gaps between
+ *      them (both kept); PCRE2 (UTF + UCP) runs the regexes on each piece as its own subject,
+ *      like llama.cpp's std::regex over [start, end), so lookaheads stop at the piece's end;
+ *   3. each word is mapped byte by byte through GPT-2's bytes_to_unicode table, which covers all
+ *      256 byte values;
  *   4. adjacent symbols are merged by merge rank (min-heap, ties to the leftmost pair);
  *      symbols that are not tokens fall back to single-byte tokens when those exist.
  * The regex lists are llama.cpp's (llm_tokenizer_bpe); the code is ours.
@@ -184,85 +187,11 @@ void inf__bpe_free(inf_tokenizer *t) {
     t->n_re = 0;
 }
 
-/* ---- text normalisation as llama.cpp reads it --------------------------------------------- */
-
-/* Decodes one code point like unicode_cpt_from_utf8; returns false for an invalid sequence. */
-static bool cpt_decode(const unsigned char *s, size_t n, size_t i, uint32_t *cp, size_t *len) {
-    unsigned char c = s[i];
-    if (!(c & 0x80)) {
-        *cp = c, *len = 1;
-        return true;
-    }
-    if (!(c & 0x40)) return false;
-    size_t need = !(c & 0x20) ? 2 : !(c & 0x10) ? 3 : !(c & 0x08) ? 4 : 0;
-    if (!need || i + need > n) return false;
-    for (size_t k = 1; k < need; k++)
-        if ((s[i + k] & 0xc0) != 0x80) return false;
-    uint32_t v = need == 2 ? (c & 0x1fu) : need == 3 ? (c & 0x0fu) : (c & 0x07u);
-    for (size_t k = 1; k < need; k++)
-        v = (v << 6) | (s[i + k] & 0x3fu);
-    *cp = v, *len = need;
-    return true;
-}
-
-static size_t cpt_encode(uint32_t cp, char *out) {
-    if (cp <= 0x7f) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp <= 0x7ff) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp <= 0xffff) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* S: the text as llama.cpp re-encodes it; M: the same with surrogates (which PCRE2 rejects)
- * replaced by U+FFFD, byte for byte the same length. Both at most 3 bytes per input byte. */
-static int normalise(const char *text, size_t len, char **S, char **M, size_t *n_out) {
-    size_t cap;
-    if (inf__mul_overflow(len, 3, &cap) || inf__add_overflow(cap, 4, &cap))
-        return inf__err(INF_ERANGE, "tokenizer: text too long");
-    *S = inf__malloc(cap);
-    *M = inf__malloc(cap);
-    if (!*S || !*M) return inf__err(INF_ENOMEM, "tokenizer: out of memory");
-    const unsigned char *s = (const unsigned char *)text;
-    size_t n = 0;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t l;
-        if (!cpt_decode(s, len, i, &cp, &l)) {
-            cp = 0xfffd;
-            l = 1;
-        }
-        if (cp > 0x10ffff) cp = 0xfffd; /* llama.cpp cannot re-encode these at all */
-        i += l;
-        size_t w = cpt_encode(cp, *S + n);
-        if (cp >= 0xd800 && cp <= 0xdfff)
-            cpt_encode(0xfffd, *M + n);
-        else
-            memcpy(*M + n, *S + n, w);
-        n += w;
-    }
-    *n_out = n;
-    return 0;
-}
-
 /* ---- regex split -------------------------------------------------------------------------- */
 
 typedef struct span {
     size_t off, len;
+    bool raw; /* ill-formed UTF-8 bytes: a word as they are, never a regex subject */
 } span;
 
 typedef struct spans {
@@ -271,7 +200,7 @@ typedef struct spans {
     bool oom;
 } spans;
 
-static void spans_push(spans *s, size_t off, size_t len) {
+static void spans_push(spans *s, size_t off, size_t len, bool raw) {
     if (s->oom || len == 0) return;
     if (s->n == s->cap) {
         int64_t nc = s->cap ? s->cap * 2 : 64;
@@ -282,7 +211,7 @@ static void spans_push(spans *s, size_t off, size_t len) {
         }
         s->v = nv, s->cap = nc;
     }
-    s->v[s->n++] = (span){off, len};
+    s->v[s->n++] = (span){off, len, raw};
 }
 
 static int re_match(const pcre2_code *re, const char *subj, size_t len, size_t start, uint32_t opts,
@@ -294,12 +223,16 @@ static int re_match(const pcre2_code *re, const char *subj, size_t len, size_t s
     return rc;
 }
 
-/* Splits the pieces of *in (byte spans of M) with one regex into matches and gaps. */
-static int split_regex(const pcre2_code *re, const char *M, const spans *in, spans *out,
+/* Splits the pieces of *in (byte spans of text) with one regex into matches and gaps. */
+static int split_regex(const pcre2_code *re, const char *text, const spans *in, spans *out,
                        pcre2_match_data *md) {
     out->n = 0;
     for (int64_t k = 0; k < in->n; k++) {
-        const char *subj = M + in->v[k].off;
+        if (in->v[k].raw) {
+            spans_push(out, in->v[k].off, in->v[k].len, true);
+            continue;
+        }
+        const char *subj = text + in->v[k].off;
         size_t len = in->v[k].len, prev = 0, pos = 0;
         uint32_t opts = 0;
         for (;;) {
@@ -318,15 +251,15 @@ static int split_regex(const pcre2_code *re, const char *M, const spans *in, spa
             size_t ms = ov[0], me = ov[1];
             if (ms < pos || me < ms || me > len)
                 return inf__err(INF_EINTERNAL, "pre-tokenizer: bad match offsets");
-            if (ms > prev) spans_push(out, in->v[k].off + prev, ms - prev);
-            spans_push(out, in->v[k].off + ms, me - ms);
+            if (ms > prev) spans_push(out, in->v[k].off + prev, ms - prev, false);
+            spans_push(out, in->v[k].off + ms, me - ms, false);
             prev = me;
             pos = me;
             /* after an empty match, first try a non-empty one at the same place (as
              * std::regex_iterator does), else move on */
             opts = me == ms ? PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED : 0;
         }
-        if (prev < len) spans_push(out, in->v[k].off + prev, len - prev);
+        if (prev < len) spans_push(out, in->v[k].off + prev, len - prev, false);
     }
     return out->oom ? inf__err(INF_ENOMEM, "tokenizer: out of memory") : 0;
 }
@@ -413,11 +346,6 @@ static bool bpe_try_add(bpe_work *k, int32_t l, int32_t r) {
     return bpe_heap_push(&k->heap, b);
 }
 
-static size_t utf8_len_lead(unsigned char c) {
-    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return lookup[c >> 4];
-}
-
 /* Merges one byte-encoded word and appends its tokens. */
 static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
     const inf_tokenizer *t = k->t;
@@ -437,7 +365,7 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
     k->heap.n = 0;
     int64_t n = 0;
     for (size_t off = 0; off < wlen; n++) {
-        size_t cl = INF_MIN(utf8_len_lead((unsigned char)w[off]), wlen - off);
+        size_t cl = inf__tok_sym_len(w + off, wlen - off);
         k->sym[n] = (bpe_sym){(int32_t)n - 1, -1, (uint32_t)off, (uint32_t)cl};
         off += cl;
         if (off < wlen) k->sym[n].next = (int32_t)n + 1;
@@ -472,16 +400,33 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
     return out->oom ? inf__err(INF_ENOMEM, "tokenizer: out of memory") : 0;
 }
 
+/* The first pieces of a fragment: its well-formed UTF-8 runs and, as raw pieces, its maximal
+ * ill-formed subparts (an incomplete character at the end is one too). */
+static void split_utf8(const char *text, size_t len, spans *out) {
+    size_t run = 0;
+    for (size_t i = 0; i < len;) {
+        int r = inf__utf8_seq(text + i, len - i);
+        if (r > 0) {
+            i += (size_t)r;
+            continue;
+        }
+        size_t bad = r < 0 ? (size_t)-r : len - i;
+        spans_push(out, run, i - run, false);
+        spans_push(out, i, bad, true);
+        i += bad;
+        run = i;
+    }
+    spans_push(out, run, len - run, false);
+}
+
 int inf__bpe_encode(const inf_tokenizer *t, const char *text, size_t len, inf__ids *out) {
     if (len == 0) return 0;
-    char *S = NULL, *M = NULL, *enc = NULL;
-    size_t n = 0;
+    char *enc = NULL;
     spans a = {0}, b = {0};
     bpe_work k = {.t = t};
     pcre2_match_data *md = NULL;
-    int rc = normalise(text, len, &S, &M, &n);
-    if (rc < 0) goto done;
-    spans_push(&a, 0, n);
+    int rc = 0;
+    split_utf8(text, len, &a);
     if (t->n_re > 0) {
         md = pcre2_match_data_create(8, NULL);
         if (!md) {
@@ -490,7 +435,7 @@ int inf__bpe_encode(const inf_tokenizer *t, const char *text, size_t len, inf__i
         }
     }
     for (int i = 0; i < t->n_re && !a.oom; i++) {
-        if ((rc = split_regex(t->re[i], M, &a, &b, md)) < 0) goto done;
+        if ((rc = split_regex(t->re[i], text, &a, &b, md)) < 0) goto done;
         spans tmp = a;
         a = b;
         b = tmp;
@@ -501,18 +446,18 @@ int inf__bpe_encode(const inf_tokenizer *t, const char *text, size_t len, inf__i
     }
     /* Byte-encoded words: at most 2 bytes per byte. */
     size_t cap;
-    if (inf__mul_overflow(n, 2, &cap)) {
+    if (inf__mul_overflow(len, 2, &cap)) {
         rc = inf__err(INF_ERANGE, "tokenizer: text too long");
         goto done;
     }
-    if (!(enc = inf__malloc(cap ? cap : 1))) {
+    if (!(enc = inf__malloc(cap))) {
         rc = inf__err(INF_ENOMEM, "tokenizer: out of memory");
         goto done;
     }
     for (int64_t w = 0; w < a.n; w++) {
         size_t wl = 0;
         for (size_t i = a.v[w].off; i < a.v[w].off + a.v[w].len; i++) {
-            unsigned char c = (unsigned char)S[i];
+            unsigned char c = (unsigned char)text[i];
             memcpy(enc + wl, t->byte_enc[c], t->byte_enc_len[c]);
             wl += t->byte_enc_len[c];
         }
@@ -520,8 +465,6 @@ int inf__bpe_encode(const inf_tokenizer *t, const char *text, size_t len, inf__i
     }
 done:
     pcre2_match_data_free(md);
-    free(S);
-    free(M);
     free(enc);
     free(a.v);
     free(b.v);

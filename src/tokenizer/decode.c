@@ -36,44 +36,6 @@ static int byte_of_cpt(uint32_t cp) {
     return -1;
 }
 
-uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i) {
-    unsigned char c = s[*i];
-    if (!(c & 0x80)) {
-        (*i)++;
-        return c;
-    }
-    size_t need = !(c & 0x40) ? 0 : !(c & 0x20) ? 2 : !(c & 0x10) ? 3 : !(c & 0x08) ? 4 : 0;
-    bool ok = need && *i + need <= n;
-    for (size_t k = 1; ok && k < need; k++)
-        ok = (s[*i + k] & 0xc0) == 0x80;
-    if (!ok) {
-        (*i)++;
-        return 0xfffd;
-    }
-    uint32_t v = need == 2 ? (c & 0x1fu) : need == 3 ? (c & 0x0fu) : (c & 0x07u);
-    for (size_t k = 1; k < need; k++)
-        v = (v << 6) | (s[*i + k] & 0x3fu);
-    *i += need;
-    return v;
-}
-
-static void put_cpt(inf_sb *sb, uint32_t cp) {
-    char b[4];
-    size_t n;
-    if (cp <= 0x7f) {
-        b[0] = (char)cp, n = 1;
-    } else if (cp <= 0x7ff) {
-        b[0] = (char)(0xc0 | (cp >> 6)), b[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-    } else if (cp <= 0xffff) {
-        b[0] = (char)(0xe0 | (cp >> 12)), b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
-    } else {
-        b[0] = (char)(0xf0 | ((cp >> 18) & 7)), b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), b[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-    }
-    inf__sb_append(sb, b, n);
-}
-
 static void piece_of(const inf_tokenizer *t, int32_t id, inf_sb *sb) {
     uint32_t a = t->attr[id];
     const char *s = t->text[id];
@@ -93,7 +55,6 @@ static void piece_of(const inf_tokenizer *t, int32_t id, inf_sb *sb) {
         } else {
             const unsigned char *u = (const unsigned char *)s;
             for (size_t i = 0; i < n;) {
-                size_t start = i;
                 uint32_t cp = inf__tok_utf8_next(u, n, &i);
                 int b = byte_of_cpt(cp);
                 if (b >= 0) {
@@ -101,13 +62,11 @@ static void piece_of(const inf_tokenizer *t, int32_t id, inf_sb *sb) {
                     continue;
                 }
                 /* llama.cpp's llama_decode_text fallback, byte for byte */
-                (void)start;
-                inf_sb tmp = {0};
-                put_cpt(&tmp, cp);
+                char u8[4];
+                size_t u8n = inf__utf8_put(cp, u8);
                 inf__sb_puts(sb, "[UNK_BYTE_0x");
-                for (size_t k = 0; k < tmp.len; k++)
-                    inf__sb_printf(sb, "%02x", (unsigned char)tmp.data[k]);
-                inf__sb_free(&tmp);
+                for (size_t k = 0; k < u8n; k++)
+                    inf__sb_printf(sb, "%02x", (unsigned char)u8[k]);
                 inf__sb_append(sb, s, n);
                 inf__sb_putc(sb, ']');
             }

@@ -75,11 +75,6 @@ static spm_bigram spm_heap_pop(spm_heap *h) {
     return top;
 }
 
-static size_t utf8_len_lead(unsigned char c) {
-    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return lookup[c >> 4];
-}
-
 static bool spm_try_add(const inf_tokenizer *t, const char *s, const spm_sym *sym, int32_t l,
                         int32_t r, spm_heap *h) {
     if (l < 0 || r < 0) return true;
@@ -106,7 +101,7 @@ int inf__spm_encode(const inf_tokenizer *t, const char *s, size_t len, inf__ids 
     spm_heap h = {0};
     if (!sym) return inf__err(INF_ENOMEM, "tokenizer: out of memory");
     for (size_t off = 0; off < len; n++) {
-        size_t cl = INF_MIN(utf8_len_lead((unsigned char)s[off]), len - off);
+        size_t cl = inf__tok_sym_len(s + off, len - off);
         sym[n].off = (uint32_t)off;
         sym[n].n = (uint32_t)cl;
         sym[n].prev = (int32_t)n - 1;

@@ -1,6 +1,6 @@
 /*
  * tok_internal.h — shared by the tokenizer's .c files only (vocab.c, encode.c, bpe.c, decode.c,
- * wpm.c).
+ * wpm.c, detok.c, tok_util.c).
  *
  * The tokenizer is immutable after inf_tokenizer_load(): every field below is written once during
  * load and only read afterwards, so one tokenizer serves any number of threads at once (each
@@ -28,13 +28,11 @@ enum {
     INF_TATTR_EOG = 1u << 16, /* ours: member of the end-of-generation set */
 };
 
-/* Open-addressing map from byte strings to int32 values 0..n-1. The keys are not stored in the
- * map: slot i holds value+1 and the key of value v is keys[v] / lens[v] (arrays owned elsewhere),
- * so a lookup hashes, probes and compares against those arrays. */
+/* Map from byte strings to int32 values 0..n-1 (tok_util.c). The keys are not stored in the map:
+ * it maps the 64-bit hash of a key to its value v, and the key of v is keys[v] / lens[v] (arrays
+ * owned elsewhere), so a lookup walks the values under the hash and compares those bytes. */
 typedef struct inf__smap {
-    uint32_t *slots; /* [cap], 0 = empty */
-    uint32_t *hash;  /* [cap] low 32 bits of the key hash, to skip most memcmp */
-    size_t cap;      /* power of two, >= 2 * n */
+    inf_hmap map; /* key hash -> value */
     const char *const *keys;
     const uint32_t *lens;
 } inf__smap;
@@ -55,12 +53,10 @@ int inf__bpe_pre_flags(const char *pre);
 /* Whether the pre-tokenizer name is one we implement (llama.cpp rejects unknown names). */
 bool inf__bpe_pre_known(const char *pre);
 
-/* WPM: byte trie over every token text, for the longest-match search. Edges live in an
- * open-addressing table keyed by (node << 8 | byte) + 1; node 0 is the root. */
+/* WPM: byte trie over every token text, for the longest-match search. Edges live in a hash map
+ * keyed by node << 8 | byte (value: the child node); node 0 is the root. */
 typedef struct inf__wpm_trie {
-    uint64_t *key;   /* [cap], 0 = empty */
-    uint32_t *child; /* [cap] */
-    size_t cap, n_edges;
+    inf_hmap edges;
     int32_t *tok; /* [n_nodes] token whose text ends at the node, or -1 */
     size_t n_nodes, nodes_cap;
 } inf__wpm_trie;
@@ -114,7 +110,7 @@ struct inf_tokenizer {
 int inf__bpe_init(inf_tokenizer *t);
 void inf__bpe_free(inf_tokenizer *t);
 
-/* Growable int32 output used by the encoders. */
+/* Growable int32 output used by the encoders (tok_util.c). */
 typedef struct inf__ids {
     int32_t *v;
     int64_t n, cap;
@@ -133,10 +129,16 @@ void inf__wpm_free(inf_tokenizer *t);
 
 /* Reads one code point the way llama.cpp's unicode_cpts_from_utf8 does: no check for overlong
  * forms or surrogates, values up to 0x1FFFFF; an invalid or truncated sequence gives U+FFFD and
- * consumes one byte (decode.c). */
+ * consumes one byte (tok_util.c). Matching llama.cpp's reading is what keeps token ids equal to
+ * its own; text that leaves the tokenizer is repaired with base's inf__utf8_sanitize instead. */
 uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i);
+/* Bytes of the merge symbol at s[0..n), n > 0, when text is split into characters before the
+ * BPE / SPM merges: a well-formed character, else one byte (base's UTF-8 rule). On well-formed
+ * text this is llama.cpp's split; an ill-formed byte stays a symbol of its own, so it reaches
+ * the byte fallback intact and decodes back to itself. */
+size_t inf__tok_sym_len(const char *s, size_t n);
 
-/* Byte of a <0xXX> token (as llama.cpp: strtol of text[3..5)). */
+/* Byte of a <0xXX> token (as llama.cpp: strtol of text[3..5)) (tok_util.c). */
 uint8_t inf__tok_byte_value(const inf_tokenizer *t, int32_t id);
 /* Token of a raw byte: "<0xXX>" for SPM, its stand-in character for BPE; -1 when absent. */
 int32_t inf__tok_byte_token(const inf_tokenizer *t, uint8_t byte);

@@ -33,7 +33,15 @@ const char *inf_tokenizer_text(const inf_tokenizer *t, int32_t tok, size_t *len)
 /* Finds the id of an exact token text, -1 when absent. */
 int32_t inf_tokenizer_find(const inf_tokenizer *t, const char *text, size_t len);
 
-/* Encodes text. *out: new array (free with free()), *n_out entries. */
+/* Encodes len bytes of text: any bytes, ill-formed UTF-8 and NUL included (no error, no
+ * U+FFFD). Round trip: inf_tokenizer_decode(encode(x)) == x byte for byte (render_special, or
+ * no control-token text in x) whenever the vocabulary has a token for each byte of x: byte-level
+ * BPE through its 256 byte stand-ins, SPM through its <0xXX> byte tokens. The one exception of
+ * the format itself: SPM writes spaces as U+2581 "▁", so a "▁" in x decodes as a space (and WPM
+ * normalizes, so it never round-trips). A byte without a token is dropped (BPE) or becomes the
+ * unknown token (SPM), as llama.cpp does. On well-formed UTF-8 the ids are llama.cpp's; on
+ * ill-formed bytes they differ (llama.cpp reads each as U+FFFD and loses it).
+ * *out: new array (free with free()), *n_out entries. */
 int inf_tokenizer_encode(const inf_tokenizer *t, const char *text, size_t len, bool add_special,
                          bool parse_special, int32_t **out, int64_t *n_out);
 /* The bytes a token stands for in output text (SPM, WPM: "▁"→" "; SPM <0xXX> → byte; BPE:
@@ -51,10 +59,8 @@ int64_t inf_tokenizer_piece(const inf_tokenizer *t, int32_t tok, bool render_spe
 int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
                          bool render_special, char **out, size_t *len);
 
-/* Chat template (Jinja subset) — chat_template.c. tmpl NULL: ChatML-like fallback.
- * *out: new NUL-terminated string (free with free()). */
-int inf_chat_template_apply(const char *tmpl, const inf_chat_message *msgs, size_t n,
-                            bool add_generation_prompt, const char *bos_text, const char *eos_text,
-                            char **out);
+/* Streaming detokenizer over t (detok.c; inf_detok_push / flush / free of inferneo.h work on
+ * it). t is borrowed and must outlive it. *out: new, free with inf_detok_free. */
+int inf_tokenizer_detok_new(const inf_tokenizer *t, inf_detok **out);
 
 #endif

@@ -17,83 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- string map --------------------------------------------------------------------------- */
-
-static uint64_t smap_hash(const char *s, size_t n) {
-    return inf__hash64(s, n, 0x9e3779b97f4a7c15ull);
-}
-
-int inf__smap_build(inf__smap *m, const char *const *keys, const uint32_t *lens, int64_t n) {
-    memset(m, 0, sizeof *m);
-    size_t cap = 16;
-    while (cap < (size_t)n * 2) {
-        if (cap > SIZE_MAX / 4) return inf__err(INF_ENOMEM, "tokenizer: map too large");
-        cap *= 2;
-    }
-    m->slots = inf__calloc(cap, sizeof *m->slots);
-    m->hash = inf__calloc(cap, sizeof *m->hash);
-    if (!m->slots || !m->hash) {
-        inf__smap_free(m);
-        return inf__err(INF_ENOMEM, "tokenizer: out of memory for a map of %lld keys",
-                        (long long)n);
-    }
-    m->cap = cap;
-    m->keys = keys;
-    m->lens = lens;
-    for (int64_t v = 0; v < n; v++) {
-        uint64_t h = smap_hash(keys[v], lens[v]);
-        size_t i = (size_t)h & (cap - 1);
-        bool dup = false;
-        while (m->slots[i]) {
-            uint32_t o = m->slots[i] - 1;
-            if (m->hash[i] == (uint32_t)h && lens[o] == lens[v] &&
-                !memcmp(keys[o], keys[v], lens[v])) {
-                dup = true; /* keep the first (lowest) value */
-                break;
-            }
-            i = (i + 1) & (cap - 1);
-        }
-        if (dup) continue;
-        m->slots[i] = (uint32_t)v + 1;
-        m->hash[i] = (uint32_t)h;
-    }
-    return 0;
-}
-
-void inf__smap_free(inf__smap *m) {
-    free(m->slots);
-    free(m->hash);
-    memset(m, 0, sizeof *m);
-}
-
-int32_t inf__smap_get(const inf__smap *m, const char *key, size_t len) {
-    if (!m->cap) return -1;
-    uint64_t h = smap_hash(key, len);
-    size_t i = (size_t)h & (m->cap - 1);
-    while (m->slots[i]) {
-        uint32_t v = m->slots[i] - 1;
-        if (m->hash[i] == (uint32_t)h && m->lens[v] == len && !memcmp(m->keys[v], key, len))
-            return (int32_t)v;
-        i = (i + 1) & (m->cap - 1);
-    }
-    return -1;
-}
-
-void inf__ids_push(inf__ids *o, int32_t id) {
-    if (o->oom) return;
-    if (o->n == o->cap) {
-        int64_t nc = o->cap ? o->cap * 2 : 64;
-        int32_t *nv = inf__realloc_array(o->v, (size_t)nc, sizeof *nv);
-        if (!nv) {
-            o->oom = true;
-            return;
-        }
-        o->v = nv;
-        o->cap = nc;
-    }
-    o->v[o->n++] = id;
-}
-
 /* ---- metadata helpers --------------------------------------------------------------------- */
 
 /* Optional bool: *v unchanged when absent. */
@@ -680,24 +603,4 @@ const char *inf_tokenizer_text(const inf_tokenizer *t, int32_t tok, size_t *len)
     if (tok < 0 || tok >= t->n_vocab) return NULL;
     if (len) *len = t->len[tok];
     return t->text[tok];
-}
-
-uint8_t inf__tok_byte_value(const inf_tokenizer *t, int32_t id) {
-    /* llama.cpp: strtol(text.substr(3, 2), 16) */
-    char buf[3] = {0};
-    if (t->len[id] > 3) buf[0] = t->text[id][3];
-    if (t->len[id] > 4) buf[1] = t->text[id][4];
-    return (uint8_t)strtol(buf, NULL, 16);
-}
-
-int32_t inf__tok_byte_token(const inf_tokenizer *t, uint8_t byte) {
-    if (t->kind == INF_TOK_SPM) {
-        static const char hex[] = "0123456789ABCDEF";
-        char buf[6] = {'<', '0', 'x', hex[byte >> 4], hex[byte & 15], '>'};
-        int32_t id = inf__smap_get(&t->tok_map, buf, 6);
-        if (id >= 0) return id;
-        char c = (char)byte;
-        return inf__smap_get(&t->tok_map, &c, 1);
-    }
-    return inf__smap_get(&t->tok_map, t->byte_enc[byte], t->byte_enc_len[byte]);
 }

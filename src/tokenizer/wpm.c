@@ -71,42 +71,9 @@ static bool is_cjk(uint32_t cp) {
 
 /* ---- trie --------------------------------------------------------------------------------- */
 
-static size_t edge_slot(const inf__wpm_trie *tr, uint64_t key) {
-    uint64_t h = key * 0x9e3779b97f4a7c15ull;
-    size_t i = (size_t)(h ^ (h >> 29)) & (tr->cap - 1);
-    while (tr->key[i] && tr->key[i] != key)
-        i = (i + 1) & (tr->cap - 1);
-    return i;
-}
-
 static int64_t trie_child(const inf__wpm_trie *tr, size_t node, unsigned char b) {
-    uint64_t key = ((uint64_t)node << 8 | b) + 1;
-    size_t i = edge_slot(tr, key);
-    return tr->key[i] ? (int64_t)tr->child[i] : -1;
-}
-
-static int trie_grow_edges(inf__wpm_trie *tr) {
-    size_t nc = tr->cap ? tr->cap * 2 : 1024;
-    if (nc > SIZE_MAX / sizeof(uint64_t) / 2) return INF_ENOMEM;
-    inf__wpm_trie n = *tr;
-    n.cap = nc;
-    n.key = inf__calloc(nc, sizeof *n.key);
-    n.child = inf__calloc(nc, sizeof *n.child);
-    if (!n.key || !n.child) {
-        free(n.key);
-        free(n.child);
-        return INF_ENOMEM;
-    }
-    for (size_t i = 0; i < tr->cap; i++) {
-        if (!tr->key[i]) continue;
-        size_t j = edge_slot(&n, tr->key[i]);
-        n.key[j] = tr->key[i];
-        n.child[j] = tr->child[i];
-    }
-    free(tr->key);
-    free(tr->child);
-    *tr = n;
-    return 0;
+    uint64_t child;
+    return inf__hmap_get(&tr->edges, (uint64_t)node << 8 | b, &child) ? (int64_t)child : -1;
 }
 
 static int trie_new_node(inf__wpm_trie *tr, size_t *id) {
@@ -131,19 +98,14 @@ int inf__wpm_init(inf_tokenizer *t) {
         const unsigned char *s = (const unsigned char *)t->text[id];
         size_t node = root;
         for (uint32_t k = 0; rc == 0 && k < t->len[id]; k++) {
-            int64_t c = tr->cap ? trie_child(tr, node, s[k]) : -1;
+            int64_t c = trie_child(tr, node, s[k]);
             if (c >= 0) {
                 node = (size_t)c;
                 continue;
             }
             size_t nn;
             if ((rc = trie_new_node(tr, &nn)) < 0) break;
-            if ((tr->n_edges + 1) * 2 > tr->cap && (rc = trie_grow_edges(tr)) < 0) break;
-            uint64_t key = ((uint64_t)node << 8 | s[k]) + 1;
-            size_t i = edge_slot(tr, key);
-            tr->key[i] = key;
-            tr->child[i] = (uint32_t)nn;
-            tr->n_edges++;
+            if ((rc = inf__hmap_add(&tr->edges, (uint64_t)node << 8 | s[k], nn)) < 0) break;
             node = nn;
         }
         if (rc == 0 && tr->tok[node] < 0) tr->tok[node] = (int32_t)id; /* lowest id wins */
@@ -153,8 +115,7 @@ int inf__wpm_init(inf_tokenizer *t) {
 }
 
 void inf__wpm_free(inf_tokenizer *t) {
-    free(t->wpm.key);
-    free(t->wpm.child);
+    inf__hmap_free(&t->wpm.edges);
     free(t->wpm.tok);
     memset(&t->wpm, 0, sizeof t->wpm);
 }
@@ -196,21 +157,7 @@ typedef struct wbuf {
 } wbuf;
 
 static void put_utf8(unsigned char *d, size_t *n, uint32_t cp) {
-    if (cp <= 0x7f) {
-        d[(*n)++] = (unsigned char)cp;
-    } else if (cp <= 0x7ff) {
-        d[(*n)++] = (unsigned char)(0xc0 | (cp >> 6));
-        d[(*n)++] = (unsigned char)(0x80 | (cp & 0x3f));
-    } else if (cp <= 0xffff) {
-        d[(*n)++] = (unsigned char)(0xe0 | (cp >> 12));
-        d[(*n)++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        d[(*n)++] = (unsigned char)(0x80 | (cp & 0x3f));
-    } else {
-        d[(*n)++] = (unsigned char)(0xf0 | (cp >> 18));
-        d[(*n)++] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-        d[(*n)++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        d[(*n)++] = (unsigned char)(0x80 | (cp & 0x3f));
-    }
+    *n += inf__utf8_put(cp, (char *)d + *n);
 }
 
 static void flush_word(const inf_tokenizer *t, wbuf *w, inf__ids *out) {

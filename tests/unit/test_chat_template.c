@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
-#include "tokenizer/tokenizer.h"
+#include "chat/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>

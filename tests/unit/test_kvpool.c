@@ -53,10 +53,11 @@ static void check_invariants(const inf_kvpool *p) {
     assert_int_equal(n, p->n_cached);
     /* every hashed page is findable in the map */
     int32_t in_map = 0;
-    for (uint64_t i = 0; i <= p->map_mask; i++) {
-        int32_t q = p->map[i];
-        if (q < 0) continue;
+    uint64_t key, val;
+    for (size_t it = 0; inf__hmap_each(&p->map, &it, &key, &val);) {
+        int32_t q = (int32_t)val;
         in_map++;
+        assert_true(key == p->hash[q]);
         assert_int_equal(p->hashed[q], 1);
         assert_int_equal(inf__kvpool_lookup(p, p->parent[q], p->toks + (size_t)q * p->page_tokens),
                          q);

@@ -17,7 +17,7 @@
  * hard limits, so hostile templates or messages cannot hang or exhaust memory.
  * Threads: reentrant (no globals).
  */
-#include "tokenizer/chat_template_int.h"
+#include "chat/chat_template_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,24 +118,7 @@ static bool is_digit(char ch) {
 
 static void put_utf8(asb *sb, uint32_t cp) {
     char b[4];
-    if (cp < 0x80) {
-        inf__ct_sb_putc(sb, (char)cp);
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xc0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3f));
-        inf__ct_sb_append(sb, b, 2);
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xe0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (char)(0x80 | (cp & 0x3f));
-        inf__ct_sb_append(sb, b, 3);
-    } else {
-        b[0] = (char)(0xf0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        b[3] = (char)(0x80 | (cp & 0x3f));
-        inf__ct_sb_append(sb, b, 4);
-    }
+    inf__ct_sb_append(sb, b, inf__utf8_put(cp, b));
 }
 
 static int hexval(char ch) {

@@ -5,7 +5,7 @@
 #ifndef INF_CHAT_TEMPLATE_INT_H
 #define INF_CHAT_TEMPLATE_INT_H
 
-#include "tokenizer/tokenizer.h"
+#include "chat/chat.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

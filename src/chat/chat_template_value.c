@@ -3,7 +3,7 @@
  * Python-like str()/repr()/json rendering, equality and ordering, item and attribute access.
  * All memory comes from the render's arena. Threads: reentrant.
  */
-#include "tokenizer/chat_template_int.h"
+#include "chat/chat_template_int.h"
 
 #include <math.h>
 #include <stdio.h>

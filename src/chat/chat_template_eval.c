@@ -4,7 +4,7 @@
  * statements, and inf_chat_template_apply. All memory comes from the render's arena.
  * Threads: reentrant.
  */
-#include "tokenizer/chat_template_int.h"
+#include "chat/chat_template_int.h"
 
 #include <math.h>
 #include <stdio.h>
