@@ -245,16 +245,6 @@ INF_INLINE v16 tanh16(v16 x) {
     return sel16((vi16)(x < 0.0f), -t, t);
 }
 
-INF_OPS_CLONES
-void inf_op_gelu_mul(float *g, const float *u, int64_t n) {
-    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
-    FOR_BLOCKS16(n, {
-        v16 x = ld(g + off_, cnt_, 0.0f);
-        v16 y = 0.5f * x * (1.0f + tanh16(c * (x + 0.044715f * x * x * x)));
-        st(g + off_, y * ld(u + off_, cnt_, 0.0f), cnt_);
-    });
-}
-
 INF_INLINE void softcap_impl(float *x, int64_t n, float cap) {
     float inv = 1.0f / cap;
     FOR_BLOCKS16(n, { st(x + off_, tanh16(ld(x + off_, cnt_, 0.0f) * inv) * cap, cnt_); });
@@ -269,22 +259,40 @@ void inf_op_softcap(float *x, int64_t n, float cap) {
  * with RNE (a carry into the exponent is the correct result); below binary16's smallest normal
  * the grid is 2^-24, which adding and subtracting 0.5f rounds to exactly once; at or above
  * 65520 binary16 overflows to infinity; NaN stays NaN. */
+INF_INLINE v16 round16(v16 x) {
+    vu16 u = (vu16)x;
+    vu16 sign = u & 0x80000000u, a = u & 0x7fffffffu;
+    vu16 nrm = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
+    vu16 sub = (vu16)(((v16)a + 0.5f) - 0.5f);
+    vu16 r = (vu16)sel16((vi16)(a < 0x38800000u), (v16)sub, (v16)nrm);
+    r = (vu16)sel16((vi16)(a >= 0x477ff000u), (v16)((vu16){0} + 0x7f800000u), (v16)r);
+    r = (vu16)sel16((vi16)(a > 0x7f800000u), (v16)a, (v16)r);
+    return (v16)(sign | r);
+}
+
 INF_INLINE void round_f16_impl(float *x, int64_t n) {
-    FOR_BLOCKS16(n, {
-        vu16 u = (vu16)ld(x + off_, cnt_, 0.0f);
-        vu16 sign = u & 0x80000000u, a = u & 0x7fffffffu;
-        vu16 nrm = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
-        vu16 sub = (vu16)(((v16)a + 0.5f) - 0.5f);
-        vu16 r = (vu16)sel16((vi16)(a < 0x38800000u), (v16)sub, (v16)nrm);
-        r = (vu16)sel16((vi16)(a >= 0x477ff000u), (v16)((vu16){0} + 0x7f800000u), (v16)r);
-        r = (vu16)sel16((vi16)(a > 0x7f800000u), (v16)a, (v16)r);
-        st(x + off_, (v16)(sign | r), cnt_);
-    });
+    FOR_BLOCKS16(n, { st(x + off_, round16(ld(x + off_, cnt_, 0.0f)), cnt_); });
 }
 
 INF_OPS_CLONES
 void inf_op_round_f16(float *x, int64_t n) {
     round_f16_impl(x, n);
+}
+
+/* GELU as ggml evaluates it (a table over binary16 inputs): the input rounded to binary16, the
+ * tanh form evaluated, the result rounded to binary16; 0 at or below -10, identity at or above
+ * 10. Matching that rounding matters for quantized models (see inf_op_round_f16). */
+INF_OPS_CLONES
+void inf_op_gelu_mul(float *g, const float *u, int64_t n) {
+    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+    FOR_BLOCKS16(n, {
+        v16 x = ld(g + off_, cnt_, 0.0f);
+        v16 h = round16(x);
+        v16 y = round16(0.5f * h * (1.0f + tanh16(c * h * (1.0f + 0.044715f * h * h))));
+        y = sel16((vi16)(x >= 10.0f), x, y);
+        y = sel16((vi16)(x <= -10.0f), (v16){0}, y);
+        st(g + off_, y * ld(u + off_, cnt_, 0.0f), cnt_);
+    });
 }
 
 void inf_op_add(float *y, const float *x, int64_t n) {

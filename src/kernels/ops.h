@@ -32,7 +32,7 @@ void inf_op_softmax(float *x, int64_t n);
 /* In place: g[i] = silu(g[i]) * u[i]. */
 void inf_op_silu_mul(float *g, const float *u, int64_t n);
 /* In place: g[i] = gelu(g[i]) * u[i], GELU's tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x +
- * 0.044715 x^3))). */
+ * 0.044715 x^3))) with ggml's binary16 rounding of its input and result (its table). */
 void inf_op_gelu_mul(float *g, const float *u, int64_t n);
 /* In place soft-capping: x[i] = cap * tanh(x[i] / cap) (cap > 0). */
 void inf_op_softcap(float *x, int64_t n, float cap);

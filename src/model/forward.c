@@ -275,6 +275,11 @@ static int64_t attn_span(const fwd *f, int64_t i, int64_t *first) {
     return n;
 }
 
+/* Scale of the attention scores (1 when Q was scaled instead). */
+static float attn_scale(const inf_hparams *hp) {
+    return (hp->flags & INF_AF_Q_PRESCALE) ? 1.0f : 1.0f / sqrtf((float)hp->head_dim);
+}
+
 /* x += post_norm(xn) (xn normed in place first when the architecture has post-norms). */
 static void residual(const fwd *f, float *x, float *xn, const inf_tensor *post_norm) {
     const inf_hparams *hp = &f->m->hp;
@@ -367,6 +372,11 @@ static void row_stage(fwd *f, int64_t i) {
          * precision matters for quantized models, whose activation quantization amplifies tiny
          * differences (a different rounding of V flips q8 roundings downstream). K and V are
          * rounded to nearest even by the conversion into the binary16 store. */
+        if (hp->flags & INF_AF_Q_PRESCALE) {
+            float sc = 1.0f / sqrtf((float)hp->head_dim);
+            for (int64_t d = 0; d < Q; d++)
+                q[d] *= sc;
+        }
         inf_op_round_f16(q, Q);
         size_t off = (size_t)b->slot[i] * (size_t)KV;
         inf_op_f32_to_f16(k, f->kv->k[f->l] + off, KV);
@@ -427,7 +437,7 @@ static void split_unit(fwd *f, int64_t u, float *conv) {
     float *rows = s->sp_scores + (i * H + kvh * g) * ctx + j0;
     if (f->stage == ST_SP_SCORES)
         inf_op_attn_scores_f16(s->q + i * H * hd + kvh * g * hd, g, f->kv->k[f->l] + kvh * hd,
-                               stride, slots, n, hd, 1.0f / sqrtf((float)hd), rows, ctx, conv);
+                               stride, slots, n, hd, attn_scale(hp), rows, ctx, conv);
     else
         inf_op_attn_pv_f16(rows, g, ctx, f->kv->v[f->l] + kvh * hd, stride, slots, n, hd,
                            s->sp_part + ((i * hp->n_head_kv + kvh) * C + c) * g * hd, conv);
@@ -449,7 +459,7 @@ static void attn_unit(fwd *f, int64_t u, float *scores) {
     inf_op_attention_group_f16(f->s->q + i * Q + h0 * hd, nh, f->kv->k[f->l] + kvh * hd,
                                f->kv->v[f->l] + kvh * hd, stride,
                                b->seq_slots[b->seq[i]] + first, n_pos, hd,
-                               1.0f / sqrtf((float)hd), hp->attn_softcap, scores,
+                               attn_scale(hp), hp->attn_softcap, scores,
                                f->s->att + i * Q + h0 * hd);
 }
 

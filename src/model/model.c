@@ -22,7 +22,7 @@
  * that the forward pass interprets; hyperparameter keys are "{name}.{suffix}" (see
  * inf__model_load_hparams) and tensor bindings follow the flags (inf__model_bind_tensors).
  * A new family is a new row, at most a new flag. */
-#define AF_GEMMA (INF_AF_POST_NORM | INF_AF_EMBD_SCALE | INF_AF_GELU | INF_AF_SWA)
+#define AF_GEMMA (INF_AF_POST_NORM | INF_AF_EMBD_SCALE | INF_AF_GELU | INF_AF_SWA | INF_AF_Q_PRESCALE)
 static const struct {
     const char *name;
     int arch;
@@ -39,7 +39,8 @@ static const struct {
     {"gemma3", INF_ARCH_GEMMA3, 1,
      AF_GEMMA | INF_AF_QK_NORM | INF_AF_SWA_PATTERN | INF_AF_SWA_ROPE, 6},
     /* phi3: its attention.sliding_window is ignored, as llama.cpp does (fully causal) */
-    {"phi3", INF_ARCH_PHI3, 1, INF_AF_FUSED_QKV | INF_AF_FUSED_UP | INF_AF_ROPE_FACTORS, 0},
+    {"phi3", INF_ARCH_PHI3, 1,
+     INF_AF_FUSED_QKV | INF_AF_FUSED_UP | INF_AF_ROPE_FACTORS | INF_AF_Q_PRESCALE, 0},
 };
 
 static void supported_list(char *buf, size_t n) {

@@ -41,6 +41,8 @@ enum {
     INF_AF_SWA = 1u << 11,         /* attention.sliding_window on a layer pattern */
     INF_AF_SWA_PATTERN = 1u << 12, /* pattern read from attention.sliding_window_pattern */
     INF_AF_SWA_ROPE = 1u << 13,    /* sliding layers: rope.freq_base_swa, no RoPE scaling */
+    INF_AF_Q_PRESCALE = 1u << 14,  /* Q scaled by 1/sqrt(head_dim) before its f16 rounding (as
+                                    * llama.cpp's graph for the family does), not the scores */
 };
 
 typedef struct inf_hparams {
