@@ -13,18 +13,21 @@
 #include <string.h>
 
 static void logits_usage(FILE *f) {
-    fprintf(f, "usage: inferneo logits -m MODEL -p TEXT -o FILE [-t N]\n"
+    fprintf(f, "usage: inferneo logits -m MODEL -p TEXT -o FILE [-t N] [-c N]\n"
                "\n"
                "  -m, --model PATH    GGUF model file (required)\n"
                "  -p, --prompt TEXT   prompt (BOS/EOS added as the model's metadata says)\n"
                "  -o, --output FILE   where to write float32 [n_tokens][n_vocab] (required)\n"
                "  -t, --threads N     compute threads (default: number of cores)\n"
+               "  -c, --ctx N         context size the model is run with (default: the model's\n"
+               "                      training context, at most 4096, at least the prompt);\n"
+               "                      LongRoPE models (phi3) pick their factors from it\n"
                "  -h, --help          this help\n");
 }
 
 int inf_cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *out_path = NULL;
-    int64_t n_threads = 0;
+    int64_t n_threads = 0, n_ctx = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -46,6 +49,8 @@ int inf_cmd_logits(int argc, char **argv) {
             out_path = v;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!inf_app_parse_i64(a, v, 0, 4096, &n_threads)) return 2;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
+            if (!inf_app_parse_i64(a, v, 1, INT32_MAX, &n_ctx)) return 2;
         } else {
             fprintf(stderr, "inferneo logits: unknown option '%s'\n", a);
             return 2;
@@ -81,7 +86,9 @@ int inf_cmd_logits(int argc, char **argv) {
     inf_model_info info;
     inf_model_get_info(model, &info);
     size_t n_vals = (size_t)n_tok * (size_t)info.n_vocab;
-    if ((rc = inf_context_new(model, n_tok, &ctx)) < 0) {
+    if (n_ctx == 0) n_ctx = info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
+    if (n_ctx < n_tok) n_ctx = n_tok;
+    if ((rc = inf_context_new(model, n_ctx, &ctx)) < 0) {
         inf_app_fail("context", rc);
         goto done;
     }

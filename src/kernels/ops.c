@@ -40,12 +40,17 @@ void inf_op_rmsnorm(const float *x, const float *w, float *y, int64_t n, float e
 }
 
 void inf_op_rope_cache(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale) {
+    inf_op_rope_cache_ext(cs, n_rot, pos, base, freq_scale, NULL, 1.0f);
+}
+
+void inf_op_rope_cache_ext(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale,
+                           const float *ff, float mscale) {
     float theta_scale = powf(base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int64_t i = 0; i < n_rot / 2; i++) {
-        float t = freq_scale * theta;
-        cs[2 * i] = cosf(t);
-        cs[2 * i + 1] = sinf(t);
+        float t = freq_scale * (ff ? theta / ff[i] : theta);
+        cs[2 * i] = cosf(t) * mscale;
+        cs[2 * i + 1] = sinf(t) * mscale;
         theta *= theta_scale;
     }
 }
@@ -233,26 +238,61 @@ void inf_op_silu_mul(float *g, const float *u, int64_t n) {
     });
 }
 
+/* tanh(x) lane-wise from exp16: sign(x) (1 - 2 / (exp(2|x|) + 1)); absolute error ~1e-7. */
+INF_INLINE v16 tanh16(v16 x) {
+    v16 a = sel16((vi16)(x < 0.0f), -x, x);
+    v16 t = 1.0f - 2.0f / (exp16(2.0f * a) + 1.0f);
+    return sel16((vi16)(x < 0.0f), -t, t);
+}
+
+INF_INLINE void softcap_impl(float *x, int64_t n, float cap) {
+    float inv = 1.0f / cap;
+    FOR_BLOCKS16(n, { st(x + off_, tanh16(ld(x + off_, cnt_, 0.0f) * inv) * cap, cnt_); });
+}
+
+INF_OPS_CLONES
+void inf_op_softcap(float *x, int64_t n, float cap) {
+    softcap_impl(x, n, cap);
+}
+
 /* Round-to-nearest-even to binary16 precision on the float bits: normals drop 13 mantissa bits
  * with RNE (a carry into the exponent is the correct result); below binary16's smallest normal
  * the grid is 2^-24, which adding and subtracting 0.5f rounds to exactly once; at or above
  * 65520 binary16 overflows to infinity; NaN stays NaN. */
+INF_INLINE v16 round16(v16 x) {
+    vu16 u = (vu16)x;
+    vu16 sign = u & 0x80000000u, a = u & 0x7fffffffu;
+    vu16 nrm = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
+    vu16 sub = (vu16)(((v16)a + 0.5f) - 0.5f);
+    vu16 r = (vu16)sel16((vi16)(a < 0x38800000u), (v16)sub, (v16)nrm);
+    r = (vu16)sel16((vi16)(a >= 0x477ff000u), (v16)((vu16){0} + 0x7f800000u), (v16)r);
+    r = (vu16)sel16((vi16)(a > 0x7f800000u), (v16)a, (v16)r);
+    return (v16)(sign | r);
+}
+
 INF_INLINE void round_f16_impl(float *x, int64_t n) {
-    FOR_BLOCKS16(n, {
-        vu16 u = (vu16)ld(x + off_, cnt_, 0.0f);
-        vu16 sign = u & 0x80000000u, a = u & 0x7fffffffu;
-        vu16 nrm = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
-        vu16 sub = (vu16)(((v16)a + 0.5f) - 0.5f);
-        vu16 r = (vu16)sel16((vi16)(a < 0x38800000u), (v16)sub, (v16)nrm);
-        r = (vu16)sel16((vi16)(a >= 0x477ff000u), (v16)((vu16){0} + 0x7f800000u), (v16)r);
-        r = (vu16)sel16((vi16)(a > 0x7f800000u), (v16)a, (v16)r);
-        st(x + off_, (v16)(sign | r), cnt_);
-    });
+    FOR_BLOCKS16(n, { st(x + off_, round16(ld(x + off_, cnt_, 0.0f)), cnt_); });
 }
 
 INF_OPS_CLONES
 void inf_op_round_f16(float *x, int64_t n) {
     round_f16_impl(x, n);
+}
+
+/* GELU as ggml evaluates it (a table over binary16 inputs): the input rounded to binary16, the
+ * tanh form evaluated, the result rounded to binary16; 0 at or below -10, identity at or above
+ * 10. Matching that rounding matters for quantized models (see inf_op_round_f16). */
+INF_OPS_CLONES
+void inf_op_gelu_mul(float *g, const float *u, int64_t n) {
+    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+    FOR_BLOCKS16(n, {
+        v16 x = ld(g + off_, cnt_, 0.0f);
+        v16 h = round16(x);
+        v16 y = round16(0.5f * h * (1.0f + tanh16(c * h * (1.0f + 0.044715f * h * h))));
+        y = sel16((vi16)(x >= 10.0f), x, y);
+        y = sel16((vi16)(x <= -10.0f), (v16){0}, y);
+        st(g + off_, y * ld(u + off_, cnt_, 0.0f), cnt_);
+    });
 }
 
 void inf_op_add(float *y, const float *x, int64_t n) {
@@ -417,28 +457,16 @@ INF_INLINE void pv_impl(const float *p, int64_t n_heads, int64_t ld, const float
     }
 }
 
-INF_INLINE void attn_softmax_impl(float *row, int64_t n) {
+INF_INLINE void attn_softmax_impl(float *row, int64_t n, float softcap) {
+    if (softcap > 0.0f) softcap_impl(row, n, softcap);
     softmax_impl(row, n);
     /* llama.cpp multiplies the probabilities with its f16 V cache in f16: same precision. */
     round_f16_impl(row, n);
 }
 
 INF_OPS_CLONES
-void inf_op_attn_scores(const float *q, int64_t n_heads, const float *k, size_t stride,
-                        const int32_t *slots, int64_t n, int64_t head_dim, float scale,
-                        float *scores, int64_t ld) {
-    scores_impl(q, n_heads, k, stride, slots, n, head_dim, scale, scores, ld);
-}
-
-INF_OPS_CLONES
-void inf_op_attn_softmax(float *row, int64_t n) {
-    attn_softmax_impl(row, n);
-}
-
-INF_OPS_CLONES
-void inf_op_attn_pv(const float *p, int64_t n_heads, int64_t ld, const float *v, size_t stride,
-                    const int32_t *slots, int64_t n, int64_t head_dim, float *part) {
-    pv_impl(p, n_heads, ld, v, stride, slots, n, head_dim, part);
+void inf_op_attn_softmax(float *row, int64_t n, float softcap) {
+    attn_softmax_impl(row, n, softcap);
 }
 
 INF_OPS_CLONES
@@ -451,7 +479,7 @@ void inf_op_attention_group(const float *q, int64_t n_heads, const float *k, con
     float *scores = scratch, *part = scratch + n_heads * n_pos;
     scores_impl(q, n_heads, k, stride, slots, n_pos, head_dim, scale, scores, n_pos);
     for (int64_t h = 0; h < n_heads; h++)
-        attn_softmax_impl(scores + h * n_pos, n_pos);
+        attn_softmax_impl(scores + h * n_pos, n_pos, 0.0f);
     for (int64_t c0 = 0; c0 < n_pos; c0 += INF_ATTN_CHUNK) {
         int64_t nc = INF_OPS_MIN(INF_ATTN_CHUNK, n_pos - c0);
         pv_impl(scores + c0, n_heads, n_pos, v, stride, slots + c0, nc, head_dim, part);
@@ -594,8 +622,8 @@ void inf_op_attn_pv_f16(const float *p, int64_t n_heads, int64_t ld, const inf_h
 INF_OPS_CLONES
 void inf_op_attention_group_f16(const float *q, int64_t n_heads, const inf_half *k,
                                 const inf_half *v, size_t stride, const int32_t *slots,
-                                int64_t n_pos, int64_t head_dim, float scale, float *scratch,
-                                float *out) {
+                                int64_t n_pos, int64_t head_dim, float scale, float softcap,
+                                float *scratch, float *out) {
     for (int64_t i = 0; i < n_heads * head_dim; i++)
         out[i] = 0.0f;
     if (n_pos <= 0) return;
@@ -605,7 +633,7 @@ void inf_op_attention_group_f16(const float *q, int64_t n_heads, const inf_half 
     scores_f16_impl(f16c, q, n_heads, k, stride, slots, n_pos, head_dim, scale, scores, n_pos,
                     conv);
     for (int64_t h = 0; h < n_heads; h++)
-        attn_softmax_impl(scores + h * n_pos, n_pos);
+        attn_softmax_impl(scores + h * n_pos, n_pos, softcap);
     for (int64_t c0 = 0; c0 < n_pos; c0 += INF_ATTN_CHUNK) {
         int64_t nc = INF_OPS_MIN(INF_ATTN_CHUNK, n_pos - c0);
         pv_f16_impl(f16c, scores + c0, n_heads, n_pos, v, stride, slots + c0, nc, head_dim, part,

@@ -40,30 +40,33 @@ static void count_tensors(inf_model *m) {
 /* Copies every matmul weight the kernels have a faster layout for into that layout, once at
  * load (results stay bitwise identical; see inf_matmul_repack). The embedding lookup keeps
  * reading the mapped GGUF rows, so a tied output projection gets its own copy. */
-static int repack_weights(inf_model *m) {
-    int64_t n_max = m->hp.n_layer * 7 + 1;
-    m->repacked = inf__calloc((size_t)n_max, sizeof *m->repacked);
-    if (!m->repacked) return inf__err(INF_ENOMEM, "repack list");
-    for (int64_t l = -1; l < m->hp.n_layer; l++) {
-        inf_layer *L = l >= 0 ? &m->layers[l] : NULL;
-        inf_tensor *ws[7] = {&m->output};
-        int n = 1;
-        if (L) {
-            inf_tensor *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-            memcpy(ws, lw, sizeof lw);
-            n = 7;
-        }
-        for (int i = 0; i < n; i++) {
-            inf_tensor packed;
-            void *mem = NULL;
-            int rc = inf_matmul_repack(m->pool, ws[i], &packed, &mem);
-            if (rc < 0) return inf__err_prefix(rc, "tensor '%s'", ws[i]->name);
-            if (!mem) continue;
-            *ws[i] = packed;
-            m->repacked[m->n_repacked++] = mem;
-        }
-    }
+static int repack_one(inf_model *m, inf_tensor *w) {
+    if (!w->data) return 0;
+    inf_tensor packed;
+    void *mem = NULL;
+    int rc = inf_matmul_repack(m->pool, w, &packed, &mem);
+    if (rc < 0) return inf__err_prefix(rc, "tensor '%s'", w->name);
+    if (!mem) return 0;
+    *w = packed;
+    m->repacked[m->n_repacked++] = mem;
     return 0;
+}
+
+static int repack_weights(inf_model *m) {
+    int64_t per_layer = 7 + 3 * m->hp.n_expert;
+    m->repacked = inf__calloc((size_t)(m->hp.n_layer * per_layer + 1), sizeof *m->repacked);
+    if (!m->repacked) return inf__err(INF_ENOMEM, "repack list");
+    int rc = repack_one(m, &m->output);
+    for (int64_t l = 0; l < m->hp.n_layer && rc == 0; l++) {
+        inf_layer *L = &m->layers[l];
+        inf_tensor *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7 && rc == 0; i++)
+            rc = repack_one(m, ws[i]);
+        /* Each expert's view separately: an expert's rows stay one stream in the new layout. */
+        for (int64_t e = 0; L->exps[0] && e < 3 * m->hp.n_expert && rc == 0; e++)
+            rc = repack_one(m, &L->exps[0][e]);
+    }
+    return rc;
 }
 
 int inf_model_load(const char *path, const inf_model_params *params, inf_model **out) {
@@ -119,6 +122,8 @@ void inf_model_free(inf_model *m) {
     for (int64_t i = 0; i < m->n_repacked; i++) free(m->repacked[i]);
     free(m->repacked);
     if (m->tok) inf_tokenizer_free(m->tok);
+    for (int64_t l = 0; m->layers && l < m->hp.n_layer; l++)
+        free(m->layers[l].exps[0]);
     free(m->layers);
     free(m->name);
     free(m->arch_name);

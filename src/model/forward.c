@@ -1,6 +1,15 @@
 /*
- * forward.c — the batched transformer forward pass (llama, qwen2) over a slot-addressed KV store
- * of binary16 K/V rows (llama.cpp's f16 cache: values are rounded once, when stored).
+ * forward.c — the batched transformer forward pass over a slot-addressed KV store of binary16
+ * K/V rows (llama.cpp's f16 cache: values are rounded once, when stored).
+ *
+ * One pass for every architecture: the options of the architecture table (hp->flags and the
+ * hyperparameters behind them: QK-norm, post-norms, embedding scale, GELU, soft-caps, sliding
+ * window and its layer pattern, per-layer RoPE, LongRoPE factors, fused projections as row views,
+ * mixture of experts) are branches inside the stages below, never a copy of the pass.
+ * Mixture of experts: every token is routed (softmax, top k, renormalized), the batch's rows are
+ * grouped by expert, and each routed expert's matmuls run once over its rows; experts nobody
+ * routed to are not read. A token's rows are computed as the dense path computes rows
+ * (independent of the others), so the result stays batch-invariant.
  *
  * One call runs every layer for all batch entries at once: weight matmuls see the whole batch
  * (so each weight row is read once per step), per-token ops run row by row, attention runs per
@@ -37,9 +46,19 @@ struct inf_forward_scratch {
     float *q;      /* [max_tokens][n_head * head_dim] */
     float *k, *v;  /* [max_tokens][n_head_kv * head_dim] */
     float *att;    /* [max_tokens][n_head * head_dim] attention output */
-    float *gate;   /* [max_tokens][n_ff] */
-    float *up;     /* [max_tokens][n_ff] */
+    float *gate;   /* [max_tokens][n_ff] (MoE: [max_tokens * n_expert_used][n_ff_exp]) */
+    float *up;     /* likewise */
     float *rope;   /* [max_tokens][n_rot] cos/sin pairs at each entry's position */
+    float *rope_swa; /* [max_tokens][n_rot] the same for sliding layers (NULL: same as rope) */
+    const float *rope_ff; /* LongRoPE factors chosen for this context length, or NULL */
+    /* Mixture of experts (NULL when dense): */
+    float *router;       /* [max_tokens][n_expert] router logits, then probabilities */
+    float *moe_x;        /* [max_tokens * n_expert_used][n_embd] inputs grouped by expert */
+    float *moe_y;        /* [max_tokens * n_expert_used][n_embd] expert outputs, same order */
+    int32_t *moe_sel;    /* [max_tokens][n_expert_used] chosen experts, best first */
+    float *moe_w;        /* [max_tokens][n_expert_used] their normalized weights */
+    int32_t *moe_row;    /* [max_tokens][n_expert_used] row of each choice in moe_x / moe_y */
+    int64_t *moe_count;  /* [n_expert + 1] rows per expert, then offsets */
     /* [n_threads][unit_floats] per-thread attention scratch: ATTN_MAX_GROUP * (max_ctx +
      * head_dim) floats of scores and partials, then the f16 row conversion block. */
     float *scores;
@@ -94,9 +113,27 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
     s->k = alloc_floats(max_tokens, KV, &ok);
     s->v = alloc_floats(max_tokens, KV, &ok);
     s->att = alloc_floats(max_tokens, Q, &ok);
-    s->gate = alloc_floats(max_tokens, hp->n_ff, &ok);
-    s->up = alloc_floats(max_tokens, hp->n_ff, &ok);
+    int64_t ff_rows = max_tokens, ff = hp->n_ff;
+    if (hp->n_expert > 0) {
+        ff_rows = max_tokens * hp->n_expert_used;
+        ff = hp->n_ff_exp;
+        int64_t K = hp->n_expert_used;
+        s->router = alloc_floats(max_tokens, hp->n_expert, &ok);
+        s->moe_x = alloc_floats(ff_rows, hp->n_embd, &ok);
+        s->moe_y = alloc_floats(ff_rows, hp->n_embd, &ok);
+        s->moe_w = alloc_floats(max_tokens, K, &ok);
+        s->moe_sel = inf__calloc((size_t)(max_tokens * K), sizeof *s->moe_sel);
+        s->moe_row = inf__calloc((size_t)(max_tokens * K), sizeof *s->moe_row);
+        s->moe_count = inf__calloc((size_t)hp->n_expert + 1, sizeof *s->moe_count);
+        if (!s->moe_sel || !s->moe_row || !s->moe_count) ok = false;
+    }
+    s->gate = alloc_floats(ff_rows, ff, &ok);
+    s->up = alloc_floats(ff_rows, ff, &ok);
     s->rope = alloc_floats(max_tokens, hp->n_rot, &ok);
+    if (hp->flags & INF_AF_SWA_ROPE) s->rope_swa = alloc_floats(max_tokens, hp->n_rot, &ok);
+    /* LongRoPE: llama.cpp picks the long factors when the context exceeds the original one. */
+    if (m->rope_long.data)
+        s->rope_ff = max_ctx > hp->n_ctx_orig ? m->rope_long.data : m->rope_short.data;
     s->unit_floats = ATTN_MAX_GROUP * (max_ctx + hp->head_dim) +
                      (int64_t)INF_ATTN_CONV_FLOATS(hp->head_dim);
     s->scores = alloc_floats(s->n_threads, s->unit_floats, &ok);
@@ -111,9 +148,13 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
     size_t mm = mm_need(&m->output, max_tokens);
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const inf_layer *L = &m->layers[l];
-        const inf_tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const inf_tensor *ws[] = {&L->wq,   &L->wk,     &L->wv,     &L->wo,
+                                  &L->w_gate, &L->w_up, &L->w_down, &L->gate_inp};
         for (size_t i = 0; i < INF_ARRAY_LEN(ws); i++)
             mm = INF_MAX(mm, mm_need(ws[i], max_tokens));
+        /* An expert sees each token at most once: at most max_tokens rows. */
+        for (int k = 0; k < 3 && L->exps[0]; k++)
+            mm = INF_MAX(mm, mm_need(&L->exps[k][0], max_tokens));
     }
     s->mm_size = mm;
     s->mm = inf__aligned_alloc(64, mm ? mm : 64);
@@ -129,10 +170,14 @@ int inf_forward_scratch_new(const inf_model *m, int64_t max_tokens, int64_t max_
 
 void inf_forward_scratch_free(inf_forward_scratch *s) {
     if (!s) return;
-    float *bufs[] = {s->x,    s->xn, s->q,    s->k,      s->v,         s->att,
-                     s->gate, s->up, s->rope, s->scores, s->sp_scores, s->sp_part};
+    float *bufs[] = {s->x,     s->xn,     s->q,        s->k,       s->v,      s->att,
+                     s->gate,  s->up,     s->rope,     s->rope_swa, s->scores, s->sp_scores,
+                     s->sp_part, s->router, s->moe_x,  s->moe_y,   s->moe_w};
     for (size_t i = 0; i < INF_ARRAY_LEN(bufs); i++)
         free(bufs[i]);
+    free(s->moe_sel);
+    free(s->moe_row);
+    free(s->moe_count);
     free(s->out_rows);
     free(s->mm);
     free(s);
@@ -193,8 +238,11 @@ enum stage {
     ST_SP_PV,      /* split attention: value partials per (entry, KV head, chunk) */
     ST_SP_SUM,     /* split attention: att = in-order sum of the partials per (entry, head) */
     ST_NORM_FFN,   /* x += xn ; xn = rmsnorm(x) * ffn_norm */
-    ST_SILU,       /* gate = silu(gate) * up */
+    ST_ACT,        /* gate = act(gate) * up (SiLU or GELU) over n_rows rows of f->ff floats */
+    ST_MOE_ROUTE,  /* router row -> chosen experts and their weights */
+    ST_MOE_SUM,    /* xn = sum over the chosen experts, best first, of w * expert output */
     ST_FINAL,      /* x += xn on every row; output rows: xn[r] = rmsnorm(x[e]) * output_norm */
+    ST_SOFTCAP,    /* final logit soft-capping of output row r */
 };
 
 typedef struct fwd {
@@ -209,13 +257,74 @@ typedef struct fwd {
     int64_t n_out;
     int64_t attn_group, attn_subs; /* heads per attention unit, units per KV head */
     int64_t sp_chunks;             /* split attention: chunks of the longest entry */
+    int64_t ff;                    /* ST_ACT: floats per row */
+    float *logits;                 /* ST_SOFTCAP: [n_out][n_vocab] */
     atomic_llong next;             /* ST_ATTN work counter */
 } fwd;
+
+/* The positions entry i attends to in layer f->l: [first, pos] (sliding layers: the last n_swa
+ * positions). Returns the count. */
+static int64_t attn_span(const fwd *f, int64_t i, int64_t *first) {
+    const inf_hparams *hp = &f->m->hp;
+    int64_t n = (int64_t)f->b->pos[i] + 1;
+    *first = 0;
+    if (inf_hparams_swa_layer(hp, f->l) && n > hp->n_swa) {
+        *first = n - hp->n_swa;
+        n = hp->n_swa;
+    }
+    return n;
+}
+
+/* Scale of the attention scores (1 when Q was scaled instead). */
+static float attn_scale(const inf_hparams *hp) {
+    return (hp->flags & INF_AF_Q_PRESCALE) ? 1.0f : 1.0f / sqrtf((float)hp->head_dim);
+}
+
+/* x += post_norm(xn) (xn normed in place first when the architecture has post-norms). */
+static void residual(const fwd *f, float *x, float *xn, const inf_tensor *post_norm) {
+    const inf_hparams *hp = &f->m->hp;
+    if (post_norm->data) inf_op_rmsnorm(xn, post_norm->data, xn, hp->n_embd, hp->rms_eps);
+    inf_op_add(x, xn, hp->n_embd);
+}
+
+/* Router of token i: softmax over the experts, the top n_expert_used (ties: lower index first),
+ * weights renormalized to sum 1. */
+static void moe_route(const fwd *f, int64_t i) {
+    const inf_hparams *hp = &f->m->hp;
+    inf_forward_scratch *s = f->s;
+    int64_t X = hp->n_expert, K = hp->n_expert_used;
+    float *p = s->router + i * X;
+    inf_op_softmax(p, X);
+    int32_t *sel = s->moe_sel + i * K;
+    float *w = s->moe_w + i * K;
+    float sum = 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+        int32_t best = -1;
+        for (int64_t e = 0; e < X; e++) {
+            bool taken = false;
+            for (int64_t j = 0; j < k; j++)
+                taken |= sel[j] == e;
+            if (!taken && (best < 0 || p[e] > p[best])) best = (int32_t)e;
+        }
+        sel[k] = best;
+        w[k] = p[best];
+        sum += w[k];
+    }
+    for (int64_t k = 0; k < K; k++)
+        w[k] /= sum;
+}
 
 static void row_stage(fwd *f, int64_t i) {
     const inf_hparams *hp = &f->m->hp;
     inf_forward_scratch *s = f->s;
     const inf_batch *b = f->b;
+    if (f->stage == ST_ACT) { /* rows of the FFN buffers (MoE: more than max_tokens) */
+        if (hp->flags & INF_AF_GELU)
+            inf_op_gelu_mul(s->gate + i * f->ff, s->up + i * f->ff, f->ff);
+        else
+            inf_op_silu_mul(s->gate + i * f->ff, s->up + i * f->ff, f->ff);
+        return;
+    }
     int64_t E = hp->n_embd, Q = hp->n_head * hp->head_dim, KV = hp->n_head_kv * hp->head_dim;
     float *x = s->x + i * E, *xn = s->xn + i * E;
     switch (f->stage) {
@@ -223,16 +332,23 @@ static void row_stage(fwd *f, int64_t i) {
         const inf_tensor *t = &f->m->tok_embd;
         const uint8_t *row = (const uint8_t *)t->data + (size_t)b->tokens[i] * t->nb[1];
         inf_type_traits_get(t->type)->to_float(row, x, E);
-        inf_op_rope_cache(s->rope + i * hp->n_rot, hp->n_rot, b->pos[i], hp->rope_base,
-                          hp->rope_scale);
+        if (hp->embd_scale != 1.0f)
+            for (int64_t d = 0; d < E; d++)
+                x[d] *= hp->embd_scale;
+        inf_op_rope_cache_ext(s->rope + i * hp->n_rot, hp->n_rot, b->pos[i], hp->rope_base,
+                              hp->rope_scale, s->rope_ff, hp->rope_attn_factor);
+        if (s->rope_swa)
+            inf_op_rope_cache_ext(s->rope_swa + i * hp->n_rot, hp->n_rot, b->pos[i],
+                                  hp->rope_base_swa, hp->rope_scale_swa, s->rope_ff,
+                                  hp->rope_attn_factor);
         break;
     }
     case ST_NORM_ATTN:
-        if (f->add) inf_op_add(x, xn, E);
+        if (f->add) residual(f, x, xn, &f->m->layers[f->l - 1].post_ffn_norm);
         inf_op_rmsnorm(x, f->m->layers[f->l].attn_norm.data, xn, E, hp->rms_eps);
         break;
     case ST_NORM_FFN:
-        inf_op_add(x, xn, E);
+        residual(f, x, xn, &f->m->layers[f->l].post_attn_norm);
         inf_op_rmsnorm(x, f->m->layers[f->l].ffn_norm.data, xn, E, hp->rms_eps);
         break;
     case ST_QKV_POST: {
@@ -241,21 +357,49 @@ static void row_stage(fwd *f, int64_t i) {
         if (L->bq.data) inf_op_add(q, L->bq.data, Q);
         if (L->bk.data) inf_op_add(k, L->bk.data, KV);
         if (L->bv.data) inf_op_add(v, L->bv.data, KV);
-        const float *cs = s->rope + i * hp->n_rot;
+        if (L->q_norm.data) {
+            int64_t hd = hp->head_dim;
+            for (int64_t h = 0; h < hp->n_head; h++)
+                inf_op_rmsnorm(q + h * hd, L->q_norm.data, q + h * hd, hd, hp->rms_eps);
+            for (int64_t h = 0; h < hp->n_head_kv; h++)
+                inf_op_rmsnorm(k + h * hd, L->k_norm.data, k + h * hd, hd, hp->rms_eps);
+        }
+        bool swa_rope = s->rope_swa && inf_hparams_swa_layer(hp, f->l);
+        const float *cs = (swa_rope ? s->rope_swa : s->rope) + i * hp->n_rot;
         inf_op_rope(q, hp->n_head, hp->head_dim, hp->n_rot, cs, hp->rope_neox);
         inf_op_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, hp->rope_neox);
         /* llama.cpp keeps K and V in an f16 cache and multiplies Q with K in f16; matching that
          * precision matters for quantized models, whose activation quantization amplifies tiny
          * differences (a different rounding of V flips q8 roundings downstream). K and V are
          * rounded to nearest even by the conversion into the binary16 store. */
+        if (hp->flags & INF_AF_Q_PRESCALE) {
+            float sc = 1.0f / sqrtf((float)hp->head_dim);
+            for (int64_t d = 0; d < Q; d++)
+                q[d] *= sc;
+        }
         inf_op_round_f16(q, Q);
         size_t off = (size_t)b->slot[i] * (size_t)KV;
         inf_op_f32_to_f16(k, f->kv->k[f->l] + off, KV);
         inf_op_f32_to_f16(v, f->kv->v[f->l] + off, KV);
         break;
     }
-    case ST_SILU: inf_op_silu_mul(s->gate + i * hp->n_ff, s->up + i * hp->n_ff, hp->n_ff); break;
-    case ST_FINAL: inf_op_add(x, xn, E); break;
+    case ST_MOE_ROUTE: moe_route(f, i); break;
+    case ST_MOE_SUM: {
+        int64_t K = hp->n_expert_used;
+        for (int64_t d = 0; d < E; d++)
+            xn[d] = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            const float *y = s->moe_y + (size_t)s->moe_row[i * K + k] * (size_t)E;
+            float w = s->moe_w[i * K + k];
+            for (int64_t d = 0; d < E; d++)
+                xn[d] += w * y[d];
+        }
+        break;
+    }
+    case ST_FINAL: residual(f, x, xn, &f->m->layers[hp->n_layer - 1].post_ffn_norm); break;
+    case ST_SOFTCAP:
+        inf_op_softcap(f->logits + i * hp->n_vocab, hp->n_vocab, hp->final_softcap);
+        break;
     }
 }
 
@@ -268,10 +412,11 @@ static void split_unit(fwd *f, int64_t u, float *conv) {
     int64_t hd = hp->head_dim, H = hp->n_head, g = H / hp->n_head_kv, C = s->n_chunks;
     int64_t ctx = s->max_ctx;
     size_t stride = (size_t)(hp->n_head_kv * hd);
+    int64_t first;
     if (f->stage == ST_SP_SOFTMAX || f->stage == ST_SP_SUM) {
-        int64_t i = u / H, h = u % H, n_pos = (int64_t)b->pos[i] + 1;
+        int64_t i = u / H, h = u % H, n_pos = attn_span(f, i, &first);
         if (f->stage == ST_SP_SOFTMAX) {
-            inf_op_attn_softmax(s->sp_scores + (i * H + h) * ctx, n_pos);
+            inf_op_attn_softmax(s->sp_scores + (i * H + h) * ctx, n_pos, hp->attn_softcap);
         } else {
             int64_t kvh = h / g, hg = h % g;
             float *out = s->att + i * H * hd + h * hd;
@@ -285,14 +430,14 @@ static void split_unit(fwd *f, int64_t u, float *conv) {
     }
     int64_t c = u % f->sp_chunks, r = u / f->sp_chunks;
     int64_t kvh = r % hp->n_head_kv, i = r / hp->n_head_kv;
-    int64_t n_pos = (int64_t)b->pos[i] + 1, j0 = c * INF_ATTN_CHUNK;
+    int64_t n_pos = attn_span(f, i, &first), j0 = c * INF_ATTN_CHUNK;
     if (j0 >= n_pos) return;
     int64_t n = INF_MIN(INF_ATTN_CHUNK, n_pos - j0);
-    const int32_t *slots = b->seq_slots[b->seq[i]] + j0;
+    const int32_t *slots = b->seq_slots[b->seq[i]] + first + j0;
     float *rows = s->sp_scores + (i * H + kvh * g) * ctx + j0;
     if (f->stage == ST_SP_SCORES)
         inf_op_attn_scores_f16(s->q + i * H * hd + kvh * g * hd, g, f->kv->k[f->l] + kvh * hd,
-                               stride, slots, n, hd, 1.0f / sqrtf((float)hd), rows, ctx, conv);
+                               stride, slots, n, hd, attn_scale(hp), rows, ctx, conv);
     else
         inf_op_attn_pv_f16(rows, g, ctx, f->kv->v[f->l] + kvh * hd, stride, slots, n, hd,
                            s->sp_part + ((i * hp->n_head_kv + kvh) * C + c) * g * hd, conv);
@@ -310,9 +455,11 @@ static void attn_unit(fwd *f, int64_t u, float *scores) {
     int64_t Q = hp->n_head * hd;
     size_t stride = (size_t)(hp->n_head_kv * hd);
     const inf_batch *b = f->b;
+    int64_t first, n_pos = attn_span(f, i, &first);
     inf_op_attention_group_f16(f->s->q + i * Q + h0 * hd, nh, f->kv->k[f->l] + kvh * hd,
-                               f->kv->v[f->l] + kvh * hd, stride, b->seq_slots[b->seq[i]],
-                               (int64_t)b->pos[i] + 1, hd, 1.0f / sqrtf((float)hd), scores,
+                               f->kv->v[f->l] + kvh * hd, stride,
+                               b->seq_slots[b->seq[i]] + first, n_pos, hd,
+                               attn_scale(hp), hp->attn_softcap, scores,
                                f->s->att + i * Q + h0 * hd);
 }
 
@@ -353,6 +500,48 @@ static void run_stage(fwd *f, int stage, int64_t n_rows, int64_t work_per_row) {
         stage_worker(f, 0, 1);
     else
         inf_pool_run(f->m->pool, stage_worker, f);
+}
+
+/* The mixture-of-experts FFN of layer L on xn (T rows), result in xn. Rows are grouped by expert
+ * (in token order within an expert) so each routed expert's matmuls run once per step. */
+static void moe_ffn(fwd *f, const inf_layer *L, int64_t T) {
+    const inf_hparams *hp = &f->m->hp;
+    inf_forward_scratch *s = f->s;
+    inf_pool *pool = f->m->pool;
+    int64_t X = hp->n_expert, K = hp->n_expert_used, E = hp->n_embd, F = hp->n_ff_exp;
+    inf_matmul(pool, &L->gate_inp, s->xn, T, s->router, X, s->mm);
+    run_stage(f, ST_MOE_ROUTE, T, X * K * 4);
+    int64_t *off = s->moe_count;
+    memset(off, 0, (size_t)(X + 1) * sizeof *off);
+    for (int64_t r = 0; r < T * K; r++)
+        off[s->moe_sel[r] + 1]++;
+    for (int64_t e = 0; e < X; e++)
+        off[e + 1] += off[e];
+    /* off[e]: first row of expert e; fill advances a copy per expert. */
+    for (int64_t i = 0; i < T; i++)
+        for (int64_t k = 0; k < K; k++) {
+            int32_t e = s->moe_sel[i * K + k];
+            int64_t row = off[e]++;
+            s->moe_row[i * K + k] = (int32_t)row;
+            memcpy(s->moe_x + row * E, s->xn + i * E, (size_t)E * sizeof(float));
+        }
+    for (int64_t e = X; e > 0; e--) /* back to first rows */
+        off[e] = off[e - 1];
+    off[0] = 0;
+    for (int64_t e = 0; e < X; e++) {
+        int64_t r0 = off[e], n = off[e + 1] - r0;
+        if (n == 0) continue;
+        inf_matmul(pool, &L->exps[0][e], s->moe_x + r0 * E, n, s->gate + r0 * F, F, s->mm);
+        inf_matmul(pool, &L->exps[1][e], s->moe_x + r0 * E, n, s->up + r0 * F, F, s->mm);
+    }
+    f->ff = F;
+    run_stage(f, ST_ACT, T * K, F * 8);
+    for (int64_t e = 0; e < X; e++) {
+        int64_t r0 = off[e], n = off[e + 1] - r0;
+        if (n == 0) continue;
+        inf_matmul(pool, &L->exps[2][e], s->gate + r0 * F, n, s->moe_y + r0 * E, E, s->mm);
+    }
+    run_stage(f, ST_MOE_SUM, T, E * K);
 }
 
 static int check_batch(const inf_model *m, const inf_forward_scratch *s, const inf_batch *b,
@@ -439,9 +628,14 @@ int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b, 
         }
         inf_matmul(pool, &L->wo, s->att, T, s->xn, E, s->mm);
         run_stage(&f, ST_NORM_FFN, T, E);
+        if (L->exps[0]) {
+            moe_ffn(&f, L, T);
+            continue;
+        }
         inf_matmul(pool, &L->w_gate, s->xn, T, s->gate, F, s->mm);
         inf_matmul(pool, &L->w_up, s->xn, T, s->up, F, s->mm);
-        run_stage(&f, ST_SILU, T, F * 8);
+        f.ff = F;
+        run_stage(&f, ST_ACT, T, F * 8);
         inf_matmul(pool, &L->w_down, s->gate, T, s->xn, E, s->mm);
     }
     run_stage(&f, ST_FINAL, T, E);
@@ -455,6 +649,12 @@ int inf_model_forward(inf_model *m, inf_forward_scratch *s, const inf_batch *b, 
         inf_op_rmsnorm(s->x + (size_t)s->out_rows[r] * E, m->output_norm.data, s->xn + r * E, E,
                        hp->rms_eps);
     if (hidden) memcpy(hidden, s->xn, (size_t)(n_out * E) * sizeof(float));
-    if (logits) inf_matmul(pool, &m->output, s->xn, n_out, logits, hp->n_vocab, s->mm);
+    if (logits) {
+        inf_matmul(pool, &m->output, s->xn, n_out, logits, hp->n_vocab, s->mm);
+        if (hp->final_softcap > 0.0f) {
+            f.logits = logits;
+            run_stage(&f, ST_SOFTCAP, n_out, hp->n_vocab * 8);
+        }
+    }
     return 0;
 }

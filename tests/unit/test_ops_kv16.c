@@ -165,7 +165,7 @@ static void test_attention_f16(void **state) {
             float out16[G * 128], out32[G * 128], one[128];
             float scale = 1.0f / sqrtf((float)hd);
             /* second KV head: offsets inside the rows are exercised */
-            inf_op_attention_group_f16(q, G, kh + hd, vh + hd, stride, slots, np, hd, scale,
+            inf_op_attention_group_f16(q, G, kh + hd, vh + hd, stride, slots, np, hd, scale, 0.0f,
                                        scratch, out16);
             inf_op_attention_group(q, G, kf + hd, vf + hd, stride, slots, np, hd, scale, scratch,
                                    out32);
@@ -174,7 +174,7 @@ static void test_attention_f16(void **state) {
                          (long long)np);
             for (int h = 0; h < G; h++) {
                 inf_op_attention_group_f16(q + h * hd, 1, kh + hd, vh + hd, stride, slots, np, hd,
-                                           scale, scratch, one);
+                                           scale, 0.0f, scratch, one);
                 if (memcmp(one, out16 + h * hd, sizeof(float) * (size_t)hd))
                     fail_msg("hd %lld n_pos %lld head %d: single != group", (long long)hd,
                              (long long)np, h);
@@ -191,7 +191,7 @@ static void test_attention_f16(void **state) {
                                        INF_MIN(INF_ATTN_CHUNK, np - c0), hd, scale, rows + c0, ld,
                                        conv);
             for (int h = 0; h < G; h++)
-                inf_op_attn_softmax(rows + h * ld, np);
+                inf_op_attn_softmax(rows + h * ld, np, 0.0f);
             memset(sum, 0, sizeof sum);
             for (int64_t c0 = 0; c0 < np; c0 += INF_ATTN_CHUNK) {
                 inf_op_attn_pv_f16(rows + c0, G, ld, vh + hd, stride, slots + c0,
