@@ -121,8 +121,9 @@ static void test_vec_dot(void **state) {
 
 /* Weight blocks of random bits (every scale, min and level pattern, the extremes included)
  * against activations at the int8 limits: the SIMD integer sums must be exact, so SIMD and ref
- * differ only in float summation order. Scales are fixed to sane halves (random bits there
- * could be inf/nan). */
+ * differ only in float summation order; q2_K, q3_K, iq4_nl and iq4_xs combine blocks in the
+ * reference's order and must equal it bitwise. Scales are fixed to sane halves (random bits
+ * there could be inf/nan). */
 static void test_vec_dot_random_bits(void **state) {
     (void)state;
     inf_rng rng;
@@ -167,6 +168,11 @@ static void test_vec_dot_random_bits(void **state) {
                 vt->to_float(qy, dy, n);
                 double abs_sum = 0.0;
                 for (int64_t i = 0; i < n; i++) abs_sum += fabs((double)dx[i] * dy[i]);
+                const bool exact = type == INF_TYPE_Q2_K || type == INF_TYPE_Q3_K ||
+                                   type == INF_TYPE_IQ4_NL || type == INF_TYPE_IQ4_XS;
+                if (exact && memcmp(&s_ref, &s_simd, sizeof(float)) != 0)
+                    fail_msg("%s %s random bits n=%lld: ref %.9g != simd %.9g (must be bitwise)",
+                             isa_names[isa], ref->name, (long long)n, s_ref, s_simd);
                 if (fabs((double)s_ref - s_simd) > 1e-5 * abs_sum + 1e-6)
                     fail_msg("%s %s random bits n=%lld: ref %.9g simd %.9g (|terms| %.6g)",
                              isa_names[isa], ref->name, (long long)n, s_ref, s_simd, abs_sum);

@@ -479,6 +479,25 @@ static void TMPL_FN(vec_dot_q6_k)(int64_t n, float *restrict s, const void *rest
 
 /* ---- low-bit K quants and iq4 -------------------------------------------------------------- */
 
+/* These kernels reduce each block's exact integer sum horizontally and then combine blocks with
+ * the reference's scalar float sequence (SSE scalar ops: never contracted into an FMA), so they
+ * return bitwise the reference's result; the cost is one integer reduction per block. */
+
+/* acc + (a * b) * (float)isum, rounded after each operation as the reference does. */
+static inline float t_ref_axpy(float acc, float a, float b, int32_t isum) {
+    const __m128 fi = _mm_cvtsi32_ss(_mm_setzero_ps(), isum);
+    const __m128 p = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(a), _mm_set_ss(b)), fi);
+    return _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(acc), p));
+}
+
+/* acc + ((a * b) * (float)i1 - (c * b) * (float)i2), each operation rounded (q2_K's mins). */
+static inline float t_ref_axpy2(float acc, float a, float b, int32_t i1, float c, int32_t i2) {
+    const __m128 z = _mm_setzero_ps();
+    __m128 p = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(a), _mm_set_ss(b)), _mm_cvtsi32_ss(z, i1));
+    __m128 q = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(c), _mm_set_ss(b)), _mm_cvtsi32_ss(z, i2));
+    return _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(acc), _mm_sub_ss(p, q)));
+}
+
 /* sum_j w[j] * bsums[j] over the 16 groups of a q8_K block (w: 16 int16, |w| <= 64). */
 static inline int t_bsums_dot16(__m256i w, const int16_t *bsums) {
     const __m256i p = _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)bsums));
@@ -491,8 +510,7 @@ static void TMPL_FN(vec_dot_q2_k)(int64_t n, float *restrict s, const void *rest
     const inf_block_q8_k *y = vy;
     const int64_t nb = n / INF_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    float accm = 0.0f;
+    float sum = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *sc = x[i].scales;
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
@@ -512,11 +530,10 @@ static void TMPL_FN(vec_dot_q2_k)(int64_t n, float *restrict s, const void *rest
                     isum, DOT_U8S8_SC(q, yv, SC2(sg[2 * k] & 0x0f, sg[2 * k + 1] & 0x0f)));
             }
         }
-        const float dy = y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(t_fp16(x[i].d) * dy), acc);
-        accm += t_fp16(x[i].dmin) * dy * (float)summ;
+        sum = t_ref_axpy2(sum, t_fp16(x[i].d), y[i].d, t_hsum_epi32(isum), t_fp16(x[i].dmin),
+                          summ);
     }
-    *s = t_hsum_ps(acc) - accm;
+    *s = sum;
 }
 
 /* The 16 signed q3_K scales (sc - 32) of a block as int8. */
@@ -539,7 +556,7 @@ static void TMPL_FN(vec_dot_q3_k)(int64_t n, float *restrict s, const void *rest
     const inf_block_q8_k *y = vy;
     const int64_t nb = n / INF_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
+    float sum = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         int8_t sc[16];
         t_q3k_scales(x[i].scales, sc);
@@ -560,11 +577,9 @@ static void TMPL_FN(vec_dot_q3_k)(int64_t n, float *restrict s, const void *rest
                 isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q, yv, SC2(sg[2 * k], sg[2 * k + 1])));
             }
         }
-        isum = _mm256_add_epi32(isum, _mm256_setr_epi32(-4 * off, 0, 0, 0, 0, 0, 0, 0));
-        const float d = t_fp16(x[i].d) * y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+        sum = t_ref_axpy(sum, t_fp16(x[i].d), y[i].d, t_hsum_epi32(isum) - 4 * off);
     }
-    *s = t_hsum_ps(acc);
+    *s = sum;
 }
 
 /* 16 nibble bytes -> 32 signed iq4 levels in element order (table lookup by pshufb). */
@@ -584,14 +599,13 @@ static void TMPL_FN(vec_dot_iq4_nl)(int64_t n, float *restrict s, const void *re
     const inf_block_iq4_nl *x = vx;
     const inf_block_q8_0 *y = vy;
     const int64_t nb = n / INF_QK4_NL;
-    __m256 acc = _mm256_setzero_ps();
+    float sum = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         const __m256i qx = t_iq4_levels(x[i].qs);
         const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        const __m256 d = _mm256_set1_ps(t_fp16(x[i].d) * t_fp16(y[i].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(T_DOT_S8S8(qx, qy)), d, acc);
+        sum = t_ref_axpy(sum, t_fp16(x[i].d), t_fp16(y[i].d), t_hsum_epi32(T_DOT_S8S8(qx, qy)));
     }
-    *s = t_hsum_ps(acc);
+    *s = sum;
 }
 
 static void TMPL_FN(vec_dot_iq4_xs)(int64_t n, float *restrict s, const void *restrict vx,
@@ -599,7 +613,7 @@ static void TMPL_FN(vec_dot_iq4_xs)(int64_t n, float *restrict s, const void *re
     const inf_block_iq4_xs *x = vx;
     const inf_block_q8_k *y = vy;
     const int64_t nb = n / INF_QK_K;
-    __m256 acc = _mm256_setzero_ps();
+    float sum = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         __m256i isum = _mm256_setzero_si256();
         uint32_t h = x[i].scales_h;
@@ -610,10 +624,9 @@ static void TMPL_FN(vec_dot_iq4_xs)(int64_t n, float *restrict s, const void *re
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * j));
             isum = _mm256_add_epi32(isum, T_DOT_S8S8_SC(qx, qy, SC1(ls)));
         }
-        const float d = t_fp16(x[i].d) * y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+        sum = t_ref_axpy(sum, t_fp16(x[i].d), y[i].d, t_hsum_epi32(isum));
     }
-    *s = t_hsum_ps(acc);
+    *s = sum;
 }
 
 /* ---- dequantizers (embedding rows, tests) -------------------------------------------------- */
