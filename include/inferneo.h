@@ -103,11 +103,17 @@ double inf_model_measure_read_bw(inf_model *model);
 
 /* ---- synthetic models (benchmarks, tests) ------------------------------------------------ */
 
+enum { INF_SYNTH_PURE = 0, INF_SYNTH_MIX_M = 1 };
+
 /* Shape and type of a random-weight llama model written by inf_synth_write(). */
 typedef struct inf_synth_params {
     int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab;
     int64_t n_ctx;    /* llama.context_length (2048) */
-    int type;         /* weight type id: F32 0, F16 1, Q4_0 2, Q8_0 8 (norms are always F32) */
+    int type;         /* weight type id (GGUF's): F32 0, F16 1, BF16 30, Q4_0 2, Q4_1 3, Q5_0 6,
+                         Q5_1 7, Q8_0 8, Q2_K 10, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, IQ4_NL 20,
+                         IQ4_XS 23 (norms are always F32) */
+    int mix;          /* INF_SYNTH_PURE: every matrix in `type`; INF_SYNTH_MIX_M: llama-quantize's
+                         Q3_K_M / Q4_K_M / Q5_K_M rules with `type` (Q3_K, Q4_K, Q5_K) as base */
     uint64_t seed;    /* same seed => same file */
     const char *name; /* general.name (borrowed; NULL: "synth") */
 } inf_synth_params;

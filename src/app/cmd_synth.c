@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static const struct {
@@ -21,8 +22,15 @@ static const struct {
 
 static const struct {
     const char *name;
-    int id;
-} types[] = {{"f32", 0}, {"f16", 1}, {"q4_0", 2}, {"q8_0", 8}};
+    int id, mix;
+} types[] = {{"f32", 0, 0},     {"f16", 1, 0},     {"bf16", 30, 0},   {"q4_0", 2, 0},
+             {"q4_1", 3, 0},    {"q5_0", 6, 0},    {"q5_1", 7, 0},    {"q8_0", 8, 0},
+             {"q2_k", 10, 0},   {"q3_k", 11, 0},   {"q4_k", 12, 0},   {"q5_k", 13, 0},
+             {"q6_k", 14, 0},   {"iq4_nl", 20, 0}, {"iq4_xs", 23, 0}, {"q3_k_m", 11, 1},
+             {"q4_k_m", 12, 1}, {"q5_k_m", 13, 1}};
+#define TYPE_LIST                                                                                  \
+    "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, "         \
+    "iq4_xs (every matrix), or llama-quantize's mixtures q3_k_m, q4_k_m, q5_k_m"
 
 static void synth_usage(FILE *f) {
     fprintf(
@@ -32,7 +40,7 @@ static void synth_usage(FILE *f) {
         "Writes a llama GGUF with random weights and a synthetic SentencePiece vocabulary.\n"
         "\n"
         "  --shape SHAPE   tinyllama-1.1b, llama2-7b, or NAME:dim,layers,heads,kv_heads,ff,vocab\n"
-        "  --type TYPE     weight type: f16, q8_0, q4_0 or f32 (norms are always f32)\n"
+        "  --type TYPE     weight type (norms are always f32): " TYPE_LIST "\n"
         "  -o, --output P  output file\n"
         "  --seed S        random seed (default 42)\n"
         "  --ctx N         llama.context_length (default 2048)\n"
@@ -122,12 +130,13 @@ int inf_cmd_synth(int argc, char **argv) {
     }
     found = false;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        if (!strcmp(type, types[i].name)) {
+        if (!strcasecmp(type, types[i].name)) {
             p.type = types[i].id;
+            p.mix = types[i].mix ? INF_SYNTH_MIX_M : INF_SYNTH_PURE;
             found = true;
         }
     if (!found) {
-        fprintf(stderr, "inferneo synth: bad --type '%s' (f16, q8_0, q4_0, f32)\n", type);
+        fprintf(stderr, "inferneo synth: bad --type '%s' (" TYPE_LIST ")\n", type);
         return 2;
     }
     p.seed = (uint64_t)seed;

@@ -4,8 +4,8 @@
  *
  * The table maps every GGUF type id we know to its block geometry; compute types carry the
  * scalar kernels from ref/. inf_kernels_init() (kernels.c) copies this table and overrides
- * entries with SIMD versions. Known-but-unsupported ids (Q2_K, Q3_K, integer types) keep their
- * geometry so row sizes still work, with supported = false and no functions.
+ * entries with SIMD versions. Known-but-unsupported ids (integer types) keep their geometry so
+ * row sizes still work, with supported = false and no functions.
  *
  * Threads: everything here is pure or reads constant data; safe from any thread.
  */
@@ -109,9 +109,13 @@ static const inf_type_traits ref_traits[INF_TYPE_COUNT] = {
     INF__COMPUTE(INF_TYPE_Q5_K, "q5_K", INF_QK_K, sizeof(inf_block_q5_k), q5_k, INF_TYPE_Q8_K),
     INF__COMPUTE(INF_TYPE_Q6_K, "q6_K", INF_QK_K, sizeof(inf_block_q6_k), q6_k, INF_TYPE_Q8_K),
     INF__COMPUTE(INF_TYPE_Q8_K, "q8_K", INF_QK_K, sizeof(inf_block_q8_k), q8_k, INF_TYPE_Q8_K),
-    /* Known geometry, no kernels: 2+2+16+64 and 32+64+12+2 bytes per 256 elements. */
-    INF__STORAGE(INF_TYPE_Q2_K, "q2_K", INF_QK_K, 84),
-    INF__STORAGE(INF_TYPE_Q3_K, "q3_K", INF_QK_K, 110),
+    INF__COMPUTE(INF_TYPE_Q2_K, "q2_K", INF_QK_K, sizeof(inf_block_q2_k), q2_k, INF_TYPE_Q8_K),
+    INF__COMPUTE(INF_TYPE_Q3_K, "q3_K", INF_QK_K, sizeof(inf_block_q3_k), q3_k, INF_TYPE_Q8_K),
+    INF__COMPUTE(INF_TYPE_IQ4_NL, "iq4_nl", INF_QK4_NL, sizeof(inf_block_iq4_nl), iq4_nl,
+                 INF_TYPE_Q8_0),
+    INF__COMPUTE(INF_TYPE_IQ4_XS, "iq4_xs", INF_QK_K, sizeof(inf_block_iq4_xs), iq4_xs,
+                 INF_TYPE_Q8_K),
+    /* Known geometry, no kernels. */
     INF__STORAGE(INF_TYPE_I8, "i8", 1, 1),
     INF__STORAGE(INF_TYPE_I16, "i16", 1, 2),
     INF__STORAGE(INF_TYPE_I32, "i32", 1, 4),

@@ -24,6 +24,8 @@ enum inf_type {
     INF_TYPE_Q5_K = 13,
     INF_TYPE_Q6_K = 14,
     INF_TYPE_Q8_K = 15,
+    INF_TYPE_IQ4_NL = 20,
+    INF_TYPE_IQ4_XS = 23,
     INF_TYPE_I8 = 24,
     INF_TYPE_I16 = 25,
     INF_TYPE_I32 = 26,
@@ -39,6 +41,7 @@ enum inf_type {
 #define INF_QK5_1 32
 #define INF_QK8_0 32
 #define INF_QK8_1 32
+#define INF_QK4_NL 32
 #define INF_QK_K 256
 #define INF_K_SCALE_SIZE 12
 
@@ -76,6 +79,38 @@ typedef struct {
     inf_half d;
 } inf_block_q6_k;
 _Static_assert(sizeof(inf_block_q6_k) == 210, "q6_k block");
+/* q2_K: 16 sub-blocks of 16; scales[j] = 4-bit scale (low) | 4-bit min (high); value =
+ * d * sc * q - dmin * m, q in 0..3. Per 128 elements, 32 qs bytes: element 32k + l (k < 4) sits
+ * in bits 2k..2k+1 of qs[l]. */
+typedef struct {
+    uint8_t scales[INF_QK_K / 16];
+    uint8_t qs[INF_QK_K / 4];
+    inf_half d, dmin;
+} inf_block_q2_k;
+_Static_assert(sizeof(inf_block_q2_k) == 84, "q2_k block");
+/* q3_K: 16 sub-blocks of 16, 6-bit scales biased by 32 (12 bytes: low nibbles in bytes 0..7,
+ * 2-bit tops in bytes 8..11); value = d * (sc - 32) * (q - 4), q = 2 low bits (as q2_K) | the
+ * hmask bit (element e: bit e / 32 of hmask[e % 32]) << 2. */
+typedef struct {
+    uint8_t hmask[INF_QK_K / 8];
+    uint8_t qs[INF_QK_K / 4];
+    uint8_t scales[12];
+    inf_half d;
+} inf_block_q3_k;
+_Static_assert(sizeof(inf_block_q3_k) == 110, "q3_k block");
+/* iq4_nl: 32 elements, value = d * inf__iq4nl_values[nibble] (a fixed non-linear table); nibbles
+ * as q4_0 (element l low nibble of qs[l], element l + 16 the high one). */
+typedef struct { inf_half d; uint8_t qs[INF_QK4_NL / 2]; } inf_block_iq4_nl;
+_Static_assert(sizeof(inf_block_iq4_nl) == 18, "iq4_nl block");
+/* iq4_xs: 8 sub-blocks of 32 laid out like iq4_nl blocks, each with a 6-bit scale biased by 32
+ * (low nibble in scales_l[j / 2] at 4 * (j % 2), top 2 bits at 2j of scales_h). */
+typedef struct {
+    inf_half d;
+    uint16_t scales_h;
+    uint8_t scales_l[INF_QK_K / 64];
+    uint8_t qs[INF_QK_K / 2];
+} inf_block_iq4_xs;
+_Static_assert(sizeof(inf_block_iq4_xs) == 136, "iq4_xs block");
 typedef struct {
     float d;
     int8_t qs[INF_QK_K];

@@ -137,6 +137,55 @@ static int fill_tensor(void *user, int64_t index, const char *name, int type, co
 
 /* ---- file ---- */
 
+/* llama.cpp's general.file_type for the type / mixture, -1 when unsupported. */
+static int file_type(const inf_synth_params *p) {
+    if (p->mix == INF_SYNTH_MIX_M) {
+        switch (p->type) {
+        case INF_TYPE_Q3_K: return 12;
+        case INF_TYPE_Q4_K: return 15;
+        case INF_TYPE_Q5_K: return 17;
+        }
+        return -1;
+    }
+    if (p->mix != INF_SYNTH_PURE) return -1;
+    switch (p->type) {
+    case INF_TYPE_F32: return 0;
+    case INF_TYPE_F16: return 1;
+    case INF_TYPE_Q4_0: return 2;
+    case INF_TYPE_Q4_1: return 3;
+    case INF_TYPE_Q8_0: return 7;
+    case INF_TYPE_Q5_0: return 8;
+    case INF_TYPE_Q5_1: return 9;
+    case INF_TYPE_Q2_K: return 10;
+    case INF_TYPE_Q3_K: return 11; /* Q3_K_S */
+    case INF_TYPE_Q4_K: return 14; /* Q4_K_S */
+    case INF_TYPE_Q5_K: return 16; /* Q5_K_S */
+    case INF_TYPE_Q6_K: return 18;
+    case INF_TYPE_IQ4_NL: return 25;
+    case INF_TYPE_IQ4_XS: return 30;
+    case INF_TYPE_BF16: return 32;
+    }
+    return -1;
+}
+
+/* Type of matrix `kind` of layer l (-1: not in a layer). The _M mixture follows llama-quantize
+ * (llama layout, no MoE): output Q6_K; Q4_K_M / Q5_K_M give attn_v and ffn_down Q6_K on the first
+ * and last eighth of the layers and every third layer between; Q3_K_M gives attn_v Q5_K on layers
+ * 0-1 (else Q4_K), ffn_down Q5_K on the first sixteenth (else Q4_K) and attn_output Q4_K. */
+static int tensor_type(const inf_synth_params *p, const char *kind, int64_t l) {
+    if (p->mix != INF_SYNTH_MIX_M) return p->type;
+    const int64_t n = p->n_layer;
+    const bool more = l >= 0 && (l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2);
+    const bool q3 = p->type == INF_TYPE_Q3_K;
+    if (!strcmp(kind, "output")) return INF_TYPE_Q6_K;
+    if (!strcmp(kind, "attn_v"))
+        return q3 ? (l < 2 ? INF_TYPE_Q5_K : INF_TYPE_Q4_K) : more ? INF_TYPE_Q6_K : p->type;
+    if (!strcmp(kind, "ffn_down"))
+        return q3 ? (l < n / 16 ? INF_TYPE_Q5_K : INF_TYPE_Q4_K) : more ? INF_TYPE_Q6_K : p->type;
+    if (!strcmp(kind, "attn_output") && q3) return INF_TYPE_Q4_K;
+    return p->type;
+}
+
 static int check_params(const inf_synth_params *p) {
     if (p->n_embd <= 0 || p->n_layer <= 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->n_ff <= 0 ||
         p->n_vocab <= 0 || p->n_ctx <= 0)
@@ -159,10 +208,12 @@ static int check_params(const inf_synth_params *p) {
                         "synth: n_vocab %lld too small (>= 260: specials, 256 byte "
                         "tokens, pieces)",
                         (long long)p->n_vocab);
-    if (p->type != INF_TYPE_F32 && p->type != INF_TYPE_F16 && p->type != INF_TYPE_Q4_0 &&
-        p->type != INF_TYPE_Q8_0)
-        return inf__err(INF_EINVAL, "synth: weight type %d not supported (f32, f16, q4_0, q8_0)",
-                        p->type);
+    if (file_type(p) < 0)
+        return inf__err(INF_EINVAL,
+                        "synth: weight type %d%s not supported (f32, f16, bf16, q4_0, q4_1, q5_0, "
+                        "q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs; the _M mixture: "
+                        "q3_K, q4_K, q5_K)",
+                        p->type, p->mix ? " (mixture)" : "");
     int64_t blck = 1;
     inf_gguf_type_size(p->type, &blck, NULL);
     if (p->n_embd % blck || p->n_ff % blck)
@@ -176,15 +227,11 @@ static int check_params(const inf_synth_params *p) {
 
 static int add_metadata(inf_gguf_writer *w, const inf_synth_params *p) {
     int64_t hd = p->n_embd / p->n_head;
-    uint32_t ftype = p->type == INF_TYPE_F32    ? 0
-                     : p->type == INF_TYPE_F16  ? 1
-                     : p->type == INF_TYPE_Q4_0 ? 2
-                                                : 7;
     int err = 0;
     err = err ? err : inf_gguf_writer_set_str(w, "general.architecture", "llama");
     err = err ? err : inf_gguf_writer_set_str(w, "general.name", p->name ? p->name : "synth");
-    err = err ? err : inf_gguf_writer_set_u32(w, "general.file_type", ftype);
-    if (p->type == INF_TYPE_Q4_0 || p->type == INF_TYPE_Q8_0)
+    err = err ? err : inf_gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type(p));
+    if (file_type(p) > 1 && p->type != INF_TYPE_BF16)
         err = err ? err : inf_gguf_writer_set_u32(w, "general.quantization_version", 2);
     err = err ? err : inf_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx);
     err = err ? err : inf_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)p->n_embd);
@@ -255,7 +302,7 @@ static int add_tensors(inf_gguf_writer *w, const inf_synth_params *p) {
     } while (0)
     ADD("token_embd.weight", t, 2, p->n_embd, p->n_vocab);
     ADD("output_norm.weight", INF_TYPE_F32, 1, p->n_embd, 1);
-    ADD("output.weight", t, 2, p->n_embd, p->n_vocab);
+    ADD("output.weight", tensor_type(p, "output", -1), 2, p->n_embd, p->n_vocab);
     for (int64_t l = 0; l < p->n_layer && !err; l++) {
 #define BLK(suffix, type, nd, a, b)                                                                \
     do {                                                                                           \
@@ -265,12 +312,12 @@ static int add_tensors(inf_gguf_writer *w, const inf_synth_params *p) {
         BLK("attn_norm", INF_TYPE_F32, 1, p->n_embd, 1);
         BLK("attn_q", t, 2, p->n_embd, p->n_embd);
         BLK("attn_k", t, 2, p->n_embd, kv_dim);
-        BLK("attn_v", t, 2, p->n_embd, kv_dim);
-        BLK("attn_output", t, 2, p->n_embd, p->n_embd);
+        BLK("attn_v", tensor_type(p, "attn_v", l), 2, p->n_embd, kv_dim);
+        BLK("attn_output", tensor_type(p, "attn_output", l), 2, p->n_embd, p->n_embd);
         BLK("ffn_norm", INF_TYPE_F32, 1, p->n_embd, 1);
         BLK("ffn_gate", t, 2, p->n_embd, p->n_ff);
         BLK("ffn_up", t, 2, p->n_embd, p->n_ff);
-        BLK("ffn_down", t, 2, p->n_ff, p->n_embd);
+        BLK("ffn_down", tensor_type(p, "ffn_down", l), 2, p->n_ff, p->n_embd);
 #undef BLK
     }
 #undef ADD

@@ -36,9 +36,10 @@ static inf_type_traits isa_tab[3][INF_TYPE_COUNT];
 static bool isa_ok[3];
 static const char *isa_names[3] = {"ref", "avx2", "avx512"};
 
-static const int dot_types[] = {INF_TYPE_F32,  INF_TYPE_F16,  INF_TYPE_Q4_0, INF_TYPE_Q4_1,
-                                INF_TYPE_Q5_0, INF_TYPE_Q5_1, INF_TYPE_Q8_0, INF_TYPE_Q4_K,
-                                INF_TYPE_Q5_K, INF_TYPE_Q6_K};
+static const int dot_types[] = {INF_TYPE_F32,  INF_TYPE_F16,    INF_TYPE_Q4_0,  INF_TYPE_Q4_1,
+                                INF_TYPE_Q5_0, INF_TYPE_Q5_1,   INF_TYPE_Q8_0,  INF_TYPE_Q4_K,
+                                INF_TYPE_Q5_K, INF_TYPE_Q6_K,   INF_TYPE_Q2_K,  INF_TYPE_Q3_K,
+                                INF_TYPE_IQ4_NL, INF_TYPE_IQ4_XS};
 
 static int setup(void **state) {
     (void)state;
@@ -113,6 +114,69 @@ static void test_vec_dot(void **state) {
             }
             if (err2 / ref2 > 1e-10) {
                 fail_msg("%s %s: normalized MSE %.3g", isa_names[isa], ref->name, err2 / ref2);
+            }
+        }
+    }
+}
+
+/* Weight blocks of random bits (every scale, min and level pattern, the extremes included)
+ * against activations at the int8 limits: the SIMD integer sums must be exact, so SIMD and ref
+ * differ only in float summation order; q2_K, q3_K, iq4_nl and iq4_xs combine blocks in the
+ * reference's order and must equal it bitwise. Scales are fixed to sane halves (random bits
+ * there could be inf/nan). */
+static void test_vec_dot_random_bits(void **state) {
+    (void)state;
+    inf_rng rng;
+    inf__rng_seed(&rng, 777);
+    const int types[] = {INF_TYPE_Q2_K, INF_TYPE_Q3_K, INF_TYPE_IQ4_NL, INF_TYPE_IQ4_XS,
+                         INF_TYPE_Q4_K, INF_TYPE_Q5_K, INF_TYPE_Q6_K};
+    for (int isa = 1; isa < 3; isa++) {
+        if (!isa_ok[isa]) continue;
+        for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
+            const int type = types[ti];
+            const inf_type_traits *ref = inf_type_traits_ref(type);
+            const inf_type_traits *vt = inf_type_traits_ref(ref->vec_dot_type);
+            for (int trial = 0; trial < 24; trial++) {
+                const int64_t n = 256 * (1 + trial % 4) + (ref->blck_size == 32 ? 32 * (trial % 3) : 0);
+                const int64_t nbx = n / ref->blck_size;
+                uint8_t *qx = malloc(inf_type_row_size(type, n));
+                for (size_t i = 0; i < inf_type_row_size(type, n); i++)
+                    qx[i] = (uint8_t)inf__rng_next(&rng);
+                for (int64_t b = 0; b < nbx; b++) { /* halves at fixed offsets: sane values */
+                    uint8_t *blk = qx + b * ref->type_size;
+                    const inf_half h = inf_fp32_to_fp16(0.01f * (float)(1 + (b % 7)));
+                    size_t off[2] = {0, SIZE_MAX};
+                    if (type == INF_TYPE_Q2_K) off[0] = 80, off[1] = 82;
+                    if (type == INF_TYPE_Q3_K) off[0] = 108;
+                    if (type == INF_TYPE_Q4_K || type == INF_TYPE_Q5_K) off[1] = 2;
+                    if (type == INF_TYPE_Q6_K) off[0] = 208;
+                    for (int k = 0; k < 2; k++)
+                        if (off[k] != SIZE_MAX) memcpy(blk + off[k], &h, 2);
+                }
+                float *y = malloc((size_t)n * sizeof(float));
+                /* Full-scale activations: every q8 level at +-127 (trial parity picks signs). */
+                for (int64_t i = 0; i < n; i++)
+                    y[i] = (trial & 1) ? ((inf__rng_next(&rng) & 1) ? 1.0f : -1.0f)
+                                       : (float)(inf__rng_uniform(&rng) * 2.0 - 1.0);
+                void *qy = malloc(inf_type_row_size(ref->vec_dot_type, n));
+                vt->from_float(y, qy, n);
+                float s_ref = 0, s_simd = 0;
+                ref->vec_dot(n, &s_ref, qx, qy);
+                isa_tab[isa][type].vec_dot(n, &s_simd, qx, qy);
+                float *dx = malloc((size_t)n * sizeof(float)), *dy = malloc((size_t)n * sizeof(float));
+                ref->to_float(qx, dx, n);
+                vt->to_float(qy, dy, n);
+                double abs_sum = 0.0;
+                for (int64_t i = 0; i < n; i++) abs_sum += fabs((double)dx[i] * dy[i]);
+                const bool exact = type == INF_TYPE_Q2_K || type == INF_TYPE_Q3_K ||
+                                   type == INF_TYPE_IQ4_NL || type == INF_TYPE_IQ4_XS;
+                if (exact && memcmp(&s_ref, &s_simd, sizeof(float)) != 0)
+                    fail_msg("%s %s random bits n=%lld: ref %.9g != simd %.9g (must be bitwise)",
+                             isa_names[isa], ref->name, (long long)n, s_ref, s_simd);
+                if (fabs((double)s_ref - s_simd) > 1e-5 * abs_sum + 1e-6)
+                    fail_msg("%s %s random bits n=%lld: ref %.9g simd %.9g (|terms| %.6g)",
+                             isa_names[isa], ref->name, (long long)n, s_ref, s_simd, abs_sum);
+                free(qx), free(y), free(qy), free(dx), free(dy);
             }
         }
     }
@@ -438,8 +502,9 @@ static void test_matmul(void **state) {
     inf_pool *p1 = NULL, *p2 = NULL;
     assert_int_equal(inf_pool_create(1, &p1), 0);
     assert_int_equal(inf_pool_create(2, &p2), 0);
-    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16, INF_TYPE_F32,
-                         INF_TYPE_Q4_K, INF_TYPE_Q6_K, INF_TYPE_Q5_0, INF_TYPE_Q4_1};
+    const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16,    INF_TYPE_F32,
+                         INF_TYPE_Q4_K, INF_TYPE_Q6_K, INF_TYPE_Q5_0,   INF_TYPE_Q4_1,
+                         INF_TYPE_Q2_K, INF_TYPE_Q3_K, INF_TYPE_IQ4_NL, INF_TYPE_IQ4_XS};
     for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
         const int type = types[ti];
         const bool k_type = inf_type_traits_ref(type)->blck_size == 256;
@@ -610,7 +675,8 @@ static void test_dispatch(void **state) {
     assert_int_equal(t->vec_dot_type, INF_TYPE_Q8_0);
     assert_null(inf_type_traits_get(-1));
     assert_null(inf_type_traits_get(INF_TYPE_COUNT));
-    assert_null(inf_type_traits_get(INF_TYPE_Q2_K)); /* known geometry, no kernels */
+    assert_null(inf_type_traits_get(INF_TYPE_I8)); /* known geometry, no kernels */
+    assert_non_null(inf_type_traits_get(INF_TYPE_Q2_K));
     const char *env = getenv("INFERNEO_ISA");
     if (env && *env) assert_string_equal(inf_isa_name(isa), env);
     if (!env && isa_ok[2]) assert_int_equal(isa, INF_ISA_AVX512);
@@ -649,6 +715,7 @@ int main(int argc, char **argv) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),   cmocka_unit_test(test_vec_dot),
+        cmocka_unit_test(test_vec_dot_random_bits),
         cmocka_unit_test(test_quantizers), cmocka_unit_test(test_mm_kernels),
         cmocka_unit_test(test_mm_batch_invariance), cmocka_unit_test(test_mm_kquant_extremes),
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_big),

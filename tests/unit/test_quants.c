@@ -174,6 +174,10 @@ static void test_traits_table(void **state) {
         {INF_TYPE_Q5_K, "q5_K", 256, 176, INF_TYPE_Q8_K},
         {INF_TYPE_Q6_K, "q6_K", 256, 210, INF_TYPE_Q8_K},
         {INF_TYPE_Q8_K, "q8_K", 256, 292, INF_TYPE_Q8_K},
+        {INF_TYPE_Q2_K, "q2_K", 256, 84, INF_TYPE_Q8_K},
+        {INF_TYPE_Q3_K, "q3_K", 256, 110, INF_TYPE_Q8_K},
+        {INF_TYPE_IQ4_NL, "iq4_nl", 32, 18, INF_TYPE_Q8_0},
+        {INF_TYPE_IQ4_XS, "iq4_xs", 256, 136, INF_TYPE_Q8_K},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const inf_type_traits *t = inf_type_traits_ref(want[i].type);
@@ -188,9 +192,9 @@ static void test_traits_table(void **state) {
         assert_non_null(t->from_float);
         assert_non_null(t->vec_dot);
     }
-    const inf_type_traits *q2 = inf_type_traits_ref(INF_TYPE_Q2_K);
-    assert_non_null(q2);
-    assert_false(q2->supported);
+    const inf_type_traits *i8 = inf_type_traits_ref(INF_TYPE_I8);
+    assert_non_null(i8);
+    assert_false(i8->supported);
     assert_int_equal(inf_type_row_size(INF_TYPE_Q2_K, 512), 168);
     assert_int_equal(inf_type_row_size(INF_TYPE_Q3_K, 256), 110);
     assert_null(inf_type_traits_ref(-1));
@@ -425,7 +429,8 @@ static const struct {
     {INF_TYPE_F32, 0.0},    {INF_TYPE_F16, 4e-4},   {INF_TYPE_BF16, 3e-3}, {INF_TYPE_Q8_0, 0.01},
     {INF_TYPE_Q8_1, 0.01},  {INF_TYPE_Q8_K, 0.012}, {INF_TYPE_Q4_0, 0.12}, {INF_TYPE_Q4_1, 0.13},
     {INF_TYPE_Q5_0, 0.06},  {INF_TYPE_Q5_1, 0.06},  {INF_TYPE_Q4_K, 0.10}, {INF_TYPE_Q5_K, 0.05},
-    {INF_TYPE_Q6_K, 0.025},
+    {INF_TYPE_Q6_K, 0.025}, {INF_TYPE_Q2_K, 0.40},  {INF_TYPE_Q3_K, 0.20}, {INF_TYPE_IQ4_NL, 0.10},
+    {INF_TYPE_IQ4_XS, 0.10},
 };
 
 static void fill_row(inf_rng *r, float *x, int64_t n, int kind) {
@@ -632,7 +637,11 @@ static void test_fixture_cross_check(void **state) {
     static const char *pairs[][2] = {{"tiny-llama-f16.gguf", "tiny-llama-q8_0.gguf"},
                                      {"tiny-llama-f16.gguf", "tiny-llama-q4_0.gguf"},
                                      {"tiny-llama-f16.gguf", "tiny-llama-q4_k_m.gguf"},
-                                     {"tiny-qwen2-f16.gguf", "tiny-qwen2-q8_0.gguf"}};
+                                     {"tiny-qwen2-f16.gguf", "tiny-qwen2-q8_0.gguf"},
+                                     {"../formats/fmt-f16.gguf", "../formats/fmt-q2_k.gguf"},
+                                     {"../formats/fmt-f16.gguf", "../formats/fmt-q3_k_s.gguf"},
+                                     {"../formats/fmt-f16.gguf", "../formats/fmt-iq4_nl.gguf"},
+                                     {"../formats/fmt-f16.gguf", "../formats/fmt-iq4_xs.gguf"}};
     const bool verbose = getenv("TEST_QUANTS_VERBOSE") != NULL;
     int seen[INF_TYPE_COUNT] = {0};
     for (size_t f = 0; f < sizeof(pairs) / sizeof(pairs[0]); f++) {
@@ -680,6 +689,10 @@ static void test_fixture_cross_check(void **state) {
     assert_true(seen[INF_TYPE_Q4_0]);
     assert_true(seen[INF_TYPE_Q4_K]);
     assert_true(seen[INF_TYPE_Q6_K]);
+    assert_true(seen[INF_TYPE_Q2_K]);
+    assert_true(seen[INF_TYPE_Q3_K]);
+    assert_true(seen[INF_TYPE_IQ4_NL]);
+    assert_true(seen[INF_TYPE_IQ4_XS]);
 }
 
 int main(void) {

@@ -119,14 +119,66 @@ static void check_file(const char *path, const inf_synth_params *p) {
 static void test_types(void **state) {
     (void)state;
     assert_int_equal(inf_kernels_init(), 0);
-    int types[] = {0, 1, 2, 8};
-    for (size_t i = 0; i < 4; i++) {
+    const int types[] = {INF_TYPE_F32,    INF_TYPE_F16,   INF_TYPE_Q4_0, INF_TYPE_Q8_0,
+                         INF_TYPE_BF16,   INF_TYPE_Q4_1,  INF_TYPE_Q5_0, INF_TYPE_Q5_1,
+                         INF_TYPE_IQ4_NL, INF_TYPE_Q2_K,  INF_TYPE_Q3_K, INF_TYPE_Q4_K,
+                         INF_TYPE_Q5_K,   INF_TYPE_Q6_K,  INF_TYPE_IQ4_XS};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         char path[256];
         tmp_path(path, sizeof path, "t");
         inf_synth_params p = small(types[i]);
+        if (inf_type_traits_get(types[i])->blck_size == 256) { /* K-quant super-blocks */
+            p.n_embd = 256;
+            p.n_ff = 512;
+        }
         int err = inf_synth_write(path, &p);
         if (err) fail_msg("%s", inf_last_error());
         check_file(path, &p);
+        unlink(path);
+    }
+}
+
+/* llama-quantize's _M mixtures: per-tensor types for 8 layers ("more bits" layers 0, 3, 6, 7). */
+static void test_mixtures(void **state) {
+    (void)state;
+    const struct {
+        int base, embd, q, v[8], out, down[8], file_type;
+    } want[] = {
+        {INF_TYPE_Q4_K, INF_TYPE_Q4_K, INF_TYPE_Q4_K, {14, 12, 12, 14, 12, 12, 14, 14},
+         INF_TYPE_Q4_K, {14, 12, 12, 14, 12, 12, 14, 14}, 15},
+        {INF_TYPE_Q5_K, INF_TYPE_Q5_K, INF_TYPE_Q5_K, {14, 13, 13, 14, 13, 13, 14, 14},
+         INF_TYPE_Q5_K, {14, 13, 13, 14, 13, 13, 14, 14}, 17},
+        {INF_TYPE_Q3_K, INF_TYPE_Q3_K, INF_TYPE_Q3_K, {13, 13, 12, 12, 12, 12, 12, 12},
+         INF_TYPE_Q4_K, {12, 12, 12, 12, 12, 12, 12, 12}, 12},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char path[256];
+        tmp_path(path, sizeof path, "mix");
+        inf_synth_params p = small(want[i].base);
+        p.n_embd = 256;
+        p.n_ff = 512;
+        p.n_layer = 8;
+        p.mix = INF_SYNTH_MIX_M;
+        if (inf_synth_write(path, &p)) fail_msg("%s", inf_last_error());
+        inf_gguf *g;
+        assert_int_equal(inf_gguf_open(path, &g), 0);
+        uint32_t ft;
+        assert_int_equal(inf_gguf_get_u32(g, "general.file_type", &ft), 0);
+        assert_int_equal(ft, want[i].file_type);
+        assert_int_equal(inf_gguf_find_tensor(g, "token_embd.weight")->type, want[i].embd);
+        assert_int_equal(inf_gguf_find_tensor(g, "output.weight")->type, INF_TYPE_Q6_K);
+        for (int l = 0; l < 8; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
+            assert_int_equal(inf_gguf_find_tensor(g, name)->type, want[i].q);
+            snprintf(name, sizeof name, "blk.%d.attn_v.weight", l);
+            assert_int_equal(inf_gguf_find_tensor(g, name)->type, want[i].v[l]);
+            snprintf(name, sizeof name, "blk.%d.attn_output.weight", l);
+            assert_int_equal(inf_gguf_find_tensor(g, name)->type, want[i].out);
+            snprintf(name, sizeof name, "blk.%d.ffn_down.weight", l);
+            assert_int_equal(inf_gguf_find_tensor(g, name)->type, want[i].down[l]);
+        }
+        inf_gguf_close(g);
         unlink(path);
     }
 }
@@ -184,7 +236,14 @@ static void test_bad_shapes(void **state) {
     p = small(1);
     p.n_layer = 0;
     assert_int_equal(inf_synth_write(path, &p), INF_EINVAL);
-    p = small(14); /* q6_K not offered */
+    p = small(INF_TYPE_Q6_K); /* n_embd 64: not a multiple of the 256 super-block */
+    assert_int_equal(inf_synth_write(path, &p), INF_EINVAL);
+    p = small(INF_TYPE_Q8_K); /* an activation type, not offered */
+    p.n_embd = 256;
+    p.n_ff = 512;
+    assert_int_equal(inf_synth_write(path, &p), INF_EINVAL);
+    p.type = INF_TYPE_Q6_K; /* the _M mixture exists for q3_K/q4_K/q5_K only */
+    p.mix = INF_SYNTH_MIX_M;
     assert_int_equal(inf_synth_write(path, &p), INF_EINVAL);
     assert_int_equal(access(path, F_OK), -1);
 }
@@ -192,6 +251,7 @@ static void test_bad_shapes(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_types),
+        cmocka_unit_test(test_mixtures),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_bad_shapes),
     };

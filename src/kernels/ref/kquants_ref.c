@@ -1,6 +1,6 @@
 /*
- * kquants_ref.c — scalar reference kernels for the 256-wide "K" quants: q4_K, q5_K, q6_K and the
- * activation type q8_K.
+ * kquants_ref.c — scalar reference kernels for the 256-wide "K" quants: q2_K, q3_K, q4_K, q5_K,
+ * q6_K and the activation type q8_K.
  *
  * Layouts (GGUF):
  *  - q4_K/q5_K: 8 sub-blocks of 32; each has a 6-bit scale and a 6-bit min packed in 12 bytes
@@ -10,6 +10,8 @@
  *  - q6_K: 16 sub-blocks of 16, int8 scales, value = d * sc * (q - 32). Per 128 elements: 64 ql
  *    bytes (elements l and l+64 share ql[l], l+32 and l+96 share ql[l+32]) and 32 qh bytes (2
  *    bits each for l, l+32, l+64, l+96).
+ *  - q2_K / q3_K: 16 sub-blocks of 16 (see types.h); q2_K has 4-bit scales and mins, q3_K
+ *    signed 6-bit scales and a 3-bit level whose top bit sits in hmask.
  *  - q8_K: float d, 256 int8, bsums = sums of each 16 values (lets q4_K/q5_K apply mins once).
  * Quantizers follow ggml's reference search (weighted least squares over a few candidate
  * scales), dot products sum integers per block and scale by d_x * d_y.
@@ -60,9 +62,9 @@ static void pack_scale_min(uint8_t *q, const uint8_t *ls, const uint8_t *lm) {
 
 /* Asymmetric: x ≈ scale * L + min with L in [0, nmax], min <= 0. Tries nstep+1 candidate scales
  * around nmax / (max - min), refitting scale and min by weighted least squares for each, and
- * keeps the best weighted squared error. Returns scale; *neg_min = -min. */
+ * keeps the best weighted squared (mad: absolute) error. Returns scale; *neg_min = -min. */
 static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                           float *neg_min, float rmin, float rdelta, int nstep) {
+                           float *neg_min, float rmin, float rdelta, int nstep, bool mad) {
     float mn = x[0], mx = x[0];
     float sum_w = w[0], sum_x = w[0] * x[0];
     for (int i = 1; i < n; i++) {
@@ -84,7 +86,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
         int l = clamp_int(inf__nearest_int(iscale * (x[i] - mn)), 0, nmax);
         L[i] = (uint8_t)l;
         float diff = scale * l + mn - x[i];
-        best_err += w[i] * diff * diff;
+        best_err += w[i] * (mad ? fabsf(diff) : diff * diff);
     }
     uint8_t Laux[32];
     for (int is = 0; is <= nstep; is++) {
@@ -108,7 +110,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
             float err = 0.0f;
             for (int i = 0; i < n; i++) {
                 float diff = this_scale * Laux[i] + this_min - x[i];
-                err += w[i] * diff * diff;
+                err += w[i] * (mad ? fabsf(diff) : diff * diff);
             }
             if (err < best_err) {
                 memcpy(L, Laux, (size_t)n);
@@ -183,7 +185,7 @@ static void quantize_k_scales(const float *x, int nmax, float rmin, int nstep, u
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
             w[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_scale_min(32, nmax, xs, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+        scales[j] = fit_scale_min(32, nmax, xs, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -447,6 +449,229 @@ void inf__ref_vec_dot_q6_k(int64_t n, float *restrict s, const void *restrict vx
                 dot += (q6k_level(&x[i], e) - 32) * y[i].qs[e];
             }
             sumi += x[i].scales[g] * dot;
+        }
+        sum += FP16(x[i].d) * y[i].d * (float)sumi;
+    }
+    *s = sum;
+}
+
+/* ---- q2_K --------------------------------------------------------------------------------- */
+
+/* Bits 2k..2k+1 of qs[l] hold element 32k + l of each 128-element half (k < 4). */
+static inline int q2k_level(const uint8_t *qs, int e) {
+    const int half = e / 128, r = e % 128;
+    return (qs[32 * half + r % 32] >> (2 * (r / 32))) & 3;
+}
+
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int j = 0; j < INF_QK_K; j += 128) {
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                      (L[j + l + 96] << 6));
+    }
+}
+
+void inf__ref_to_float_q2_k(const void *restrict vx, float *restrict y, int64_t n) {
+    const inf_block_q2_k *x = vx;
+    const int64_t nb = n / INF_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = FP16(x[i].d), dmin = FP16(x[i].dmin);
+        for (int e = 0; e < INF_QK_K; e++) {
+            const uint8_t sc = x[i].scales[e / 16];
+            *y++ = d * (sc & 0x0f) * q2k_level(x[i].qs, e) - dmin * (sc >> 4);
+        }
+    }
+}
+
+void inf__ref_from_float_q2_k(const float *restrict x, void *restrict vy, int64_t n) {
+    inf_block_q2_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    uint8_t L[INF_QK_K];
+    float scales[16], mins[16], w[16];
+    for (int64_t i = 0; i < nb; i++, x += INF_QK_K) {
+        float max_scale = 0.0f, max_min = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++)
+                w[l] = fabsf(x[16 * j + l]);
+            scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15,
+                                      true);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        /* Scales and mins share a byte: 4 bits each against the block maxima. */
+        memset(y[i].scales, 0, sizeof(y[i].scales));
+        y[i].d = y[i].dmin = TO_FP16(0.0f);
+        if (max_scale > 0) {
+            const float is = 15.0f / max_scale;
+            for (int j = 0; j < 16; j++)
+                y[i].scales[j] = (uint8_t)inf__nearest_int(is * scales[j]);
+            y[i].d = TO_FP16(max_scale / 15.0f);
+        }
+        if (max_min > 0) {
+            const float im = 15.0f / max_min;
+            for (int j = 0; j < 16; j++)
+                y[i].scales[j] |= (uint8_t)(inf__nearest_int(im * mins[j]) << 4);
+            y[i].dmin = TO_FP16(max_min / 15.0f);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = FP16(y[i].d) * (y[i].scales[j] & 0x0f);
+            if (d == 0.0f) continue;
+            const float dm = FP16(y[i].dmin) * (y[i].scales[j] >> 4);
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] = (uint8_t)clamp_int(inf__nearest_int((x[16 * j + l] + dm) / d), 0, 3);
+        }
+        pack_2bit(L, y[i].qs);
+    }
+}
+
+void inf__ref_vec_dot_q2_k(int64_t n, float *restrict s, const void *restrict vx,
+                           const void *restrict vy) {
+    const inf_block_q2_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 16; j++) {
+            int dot = 0;
+            for (int l = 0; l < 16; l++)
+                dot += q2k_level(x[i].qs, 16 * j + l) * y[i].qs[16 * j + l];
+            sumi += (x[i].scales[j] & 0x0f) * dot;
+            summ += (x[i].scales[j] >> 4) * y[i].bsums[j];
+        }
+        sum += FP16(x[i].d) * y[i].d * (float)sumi - FP16(x[i].dmin) * y[i].d * (float)summ;
+    }
+    *s = sum;
+}
+
+/* ---- q3_K --------------------------------------------------------------------------------- */
+
+/* Signed 6-bit scale j (0..15): low nibble from byte j (j < 8) or the high nibble of byte j - 8,
+ * top 2 bits from byte 8 + j % 4 at bit 2 * (j / 4); biased by 32. */
+static inline int q3k_scale(const uint8_t *sc, int j) {
+    const int lo = j < 8 ? sc[j] & 0x0f : sc[j - 8] >> 4;
+    const int hi = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+/* Level 0..7 of element e (the value is level - 4). */
+static inline int q3k_level(const inf_block_q3_k *b, int e) {
+    return q2k_level(b->qs, e) | (((b->hmask[e % 32] >> (e / 32)) & 1) << 2);
+}
+
+/* Symmetric fit x ≈ scale * (L - nmax), L - nmax in [-nmax, nmax - 1], weights x^2: starts from
+ * -nmax / (signed absmax) and moves single levels while that raises the weighted projection
+ * (up to 5 sweeps). Returns the least-squares scale for the final levels. */
+static float fit_scale_sym_iter(int n, int nmax, const float *x, int8_t *L) {
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < n; i++) {
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (int8_t)clamp_int(inf__nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * L[i];
+        suml2 += w * L[i] * L[i];
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx <= 0) continue;
+            float sl2 = suml2 - w * L[i] * L[i];
+            const int nl = clamp_int(inf__nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+            if (nl == L[i]) continue;
+            slx += w * x[i] * nl;
+            sl2 += w * nl * nl;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = (int8_t)nl;
+                sumlx = slx;
+                suml2 = sl2;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+void inf__ref_to_float_q3_k(const void *restrict vx, float *restrict y, int64_t n) {
+    const inf_block_q3_k *x = vx;
+    const int64_t nb = n / INF_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = FP16(x[i].d);
+        for (int e = 0; e < INF_QK_K; e++)
+            *y++ = d * q3k_scale(x[i].scales, e / 16) * (q3k_level(&x[i], e) - 4);
+    }
+}
+
+void inf__ref_from_float_q3_k(const float *restrict x, void *restrict vy, int64_t n) {
+    inf_block_q3_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    int8_t L[INF_QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < nb; i++, x += INF_QK_K) {
+        float max_scale = 0.0f, amax = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = fit_scale_sym_iter(16, 4, x + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        memset(y[i].scales, 0, sizeof(y[i].scales));
+        y[i].d = TO_FP16(0.0f);
+        if (max_scale != 0.0f) {
+            const float iscale = -32.0f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                const int l = clamp_int(inf__nearest_int(iscale * scales[j]), -32, 31) + 32;
+                if (j < 8) y[i].scales[j] = (uint8_t)(l & 0x0f);
+                else y[i].scales[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+                y[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+            }
+            y[i].d = TO_FP16(1.0f / iscale);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = FP16(y[i].d) * q3k_scale(y[i].scales, j);
+            if (d == 0.0f) continue;
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] = (int8_t)(clamp_int(inf__nearest_int(x[16 * j + l] / d), -4, 3) + 4);
+        }
+        uint8_t low[INF_QK_K];
+        memset(y[i].hmask, 0, sizeof(y[i].hmask));
+        for (int e = 0; e < INF_QK_K; e++) {
+            if (L[e] > 3) y[i].hmask[e % 32] |= (uint8_t)(1u << (e / 32));
+            low[e] = (uint8_t)(L[e] & 3);
+        }
+        pack_2bit(low, y[i].qs);
+    }
+}
+
+void inf__ref_vec_dot_q3_k(int64_t n, float *restrict s, const void *restrict vx,
+                           const void *restrict vy) {
+    const inf_block_q3_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            int dot = 0;
+            for (int l = 0; l < 16; l++)
+                dot += (q3k_level(&x[i], 16 * j + l) - 4) * y[i].qs[16 * j + l];
+            sumi += q3k_scale(x[i].scales, j) * dot;
         }
         sum += FP16(x[i].d) * y[i].d * (float)sumi;
     }

@@ -41,7 +41,14 @@ INF__REF_DECL(q4_k)
 INF__REF_DECL(q5_k)
 INF__REF_DECL(q6_k)
 INF__REF_DECL(q8_k)
+INF__REF_DECL(q2_k)
+INF__REF_DECL(q3_k)
+INF__REF_DECL(iq4_nl)
+INF__REF_DECL(iq4_xs)
 
 #undef INF__REF_DECL
+
+/* The 16 levels of iq4_nl / iq4_xs (ggml's kvalues_iq4nl), ascending. */
+extern const int8_t inf__iq4nl_values[16];
 
 #endif

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/ref/ref.h" /* inf__iq4nl_values */
 #include "kernels/types.h"
 
 static inline float t_fp16(inf_half h) { return _cvtsh_ss(h); }
@@ -476,6 +477,158 @@ static void TMPL_FN(vec_dot_q6_k)(int64_t n, float *restrict s, const void *rest
     *s = t_hsum_ps(acc);
 }
 
+/* ---- low-bit K quants and iq4 -------------------------------------------------------------- */
+
+/* These kernels reduce each block's exact integer sum horizontally and then combine blocks with
+ * the reference's scalar float sequence (SSE scalar ops: never contracted into an FMA), so they
+ * return bitwise the reference's result; the cost is one integer reduction per block. */
+
+/* acc + (a * b) * (float)isum, rounded after each operation as the reference does. */
+static inline float t_ref_axpy(float acc, float a, float b, int32_t isum) {
+    const __m128 fi = _mm_cvtsi32_ss(_mm_setzero_ps(), isum);
+    const __m128 p = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(a), _mm_set_ss(b)), fi);
+    return _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(acc), p));
+}
+
+/* acc + ((a * b) * (float)i1 - (c * b) * (float)i2), each operation rounded (q2_K's mins). */
+static inline float t_ref_axpy2(float acc, float a, float b, int32_t i1, float c, int32_t i2) {
+    const __m128 z = _mm_setzero_ps();
+    __m128 p = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(a), _mm_set_ss(b)), _mm_cvtsi32_ss(z, i1));
+    __m128 q = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(c), _mm_set_ss(b)), _mm_cvtsi32_ss(z, i2));
+    return _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(acc), _mm_sub_ss(p, q)));
+}
+
+/* sum_j w[j] * bsums[j] over the 16 groups of a q8_K block (w: 16 int16, |w| <= 64). */
+static inline int t_bsums_dot16(__m256i w, const int16_t *bsums) {
+    const __m256i p = _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)bsums));
+    return t_hsum_epi32(p);
+}
+
+static void TMPL_FN(vec_dot_q2_k)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q2_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *sc = x[i].scales;
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
+        /* Mins (high nibbles) against the group sums, applied once per block. */
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4),
+                                                                 _mm_set1_epi8(0x0f)));
+        const int summ = t_bsums_dot16(mins, y[i].bsums);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const int8_t *p = y[i].qs + 128 * h;
+            const uint8_t *sg = sc + 8 * h;
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(p + 32 * k));
+                isum = _mm256_add_epi32(
+                    isum, DOT_U8S8_SC(q, yv, SC2(sg[2 * k] & 0x0f, sg[2 * k + 1] & 0x0f)));
+            }
+        }
+        sum = t_ref_axpy2(sum, t_fp16(x[i].d), y[i].d, t_hsum_epi32(isum), t_fp16(x[i].dmin),
+                          summ);
+    }
+    *s = sum;
+}
+
+/* The 16 signed q3_K scales (sc - 32) of a block as int8. */
+static inline void t_q3k_scales(const uint8_t *q, int8_t out[16]) {
+    uint32_t a0, a1, t;
+    memcpy(&a0, q, 4);
+    memcpy(&a1, q + 4, 4);
+    memcpy(&t, q + 8, 4);
+    uint32_t w[4] = {(a0 & 0x0f0f0f0fu) | ((t & 0x03030303u) << 4),
+                     (a1 & 0x0f0f0f0fu) | (((t >> 2) & 0x03030303u) << 4),
+                     ((a0 >> 4) & 0x0f0f0f0fu) | (((t >> 4) & 0x03030303u) << 4),
+                     ((a1 >> 4) & 0x0f0f0f0fu) | (((t >> 6) & 0x03030303u) << 4)};
+    __m128i v = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)w), _mm_set1_epi8(32));
+    _mm_storeu_si128((__m128i *)out, v);
+}
+
+static void TMPL_FN(vec_dot_q3_k)(int64_t n, float *restrict s, const void *restrict vx,
+                                  const void *restrict vy) {
+    const inf_block_q3_k *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int8_t sc[16];
+        t_q3k_scales(x[i].scales, sc);
+        /* Levels are used unsigned (0..7); the -4 comes back through the group sums. */
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        const int off = t_bsums_dot16(sc16, y[i].bsums);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const int8_t *p = y[i].qs + 128 * h;
+            const int8_t *sg = sc + 8 * h;
+            for (int k = 0; k < 4; k++) {
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
+                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3),
+                                                  _mm256_slli_epi16(hb, 2));
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(p + 32 * k));
+                isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q, yv, SC2(sg[2 * k], sg[2 * k + 1])));
+            }
+        }
+        sum = t_ref_axpy(sum, t_fp16(x[i].d), y[i].d, t_hsum_epi32(isum) - 4 * off);
+    }
+    *s = sum;
+}
+
+/* 16 nibble bytes -> 32 signed iq4 levels in element order (table lookup by pshufb). */
+static inline __m256i t_iq4_levels(const uint8_t *qs) {
+    const __m128i tab = _mm_loadu_si128((const __m128i *)inf__iq4nl_values);
+    const __m256i tab2 = _mm256_broadcastsi128_si256(tab);
+    return _mm256_shuffle_epi8(tab2, t_unpack_nibbles(qs));
+}
+
+/* Signed x signed 32-byte dot: |x| * (y with x's sign); pairs stay <= 2 * 127 * 127. */
+#define T_DOT_S8S8(xv, yv) DOT_U8S8(_mm256_sign_epi8((xv), (xv)), _mm256_sign_epi8((yv), (xv)))
+#define T_DOT_S8S8_SC(xv, yv, sc)                                                                 \
+    DOT_U8S8_SC(_mm256_sign_epi8((xv), (xv)), _mm256_sign_epi8((yv), (xv)), (sc))
+
+static void TMPL_FN(vec_dot_iq4_nl)(int64_t n, float *restrict s, const void *restrict vx,
+                                    const void *restrict vy) {
+    const inf_block_iq4_nl *x = vx;
+    const inf_block_q8_0 *y = vy;
+    const int64_t nb = n / INF_QK4_NL;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i qx = t_iq4_levels(x[i].qs);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        sum = t_ref_axpy(sum, t_fp16(x[i].d), t_fp16(y[i].d), t_hsum_epi32(T_DOT_S8S8(qx, qy)));
+    }
+    *s = sum;
+}
+
+static void TMPL_FN(vec_dot_iq4_xs)(int64_t n, float *restrict s, const void *restrict vx,
+                                    const void *restrict vy) {
+    const inf_block_iq4_xs *x = vx;
+    const inf_block_q8_k *y = vy;
+    const int64_t nb = n / INF_QK_K;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i isum = _mm256_setzero_si256();
+        uint32_t h = x[i].scales_h;
+        for (int j = 0; j < 8; j++) {
+            const int ls = (((x[i].scales_l[j / 2] >> (4 * (j % 2))) & 0x0f) |
+                            (int)(((h >> (2 * j)) & 3) << 4)) - 32;
+            const __m256i qx = t_iq4_levels(x[i].qs + 16 * j);
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * j));
+            isum = _mm256_add_epi32(isum, T_DOT_S8S8_SC(qx, qy, SC1(ls)));
+        }
+        sum = t_ref_axpy(sum, t_fp16(x[i].d), y[i].d, t_hsum_epi32(isum));
+    }
+    *s = sum;
+}
+
 /* ---- dequantizers (embedding rows, tests) -------------------------------------------------- */
 
 static void TMPL_FN(to_float_q8_0)(const void *restrict vx, float *restrict y, int64_t n) {
@@ -524,4 +677,8 @@ static void TMPL_FN(install)(inf_type_traits *tab) {
     tab[INF_TYPE_Q4_K].vec_dot = TMPL_FN(vec_dot_q4_k);
     tab[INF_TYPE_Q5_K].vec_dot = TMPL_FN(vec_dot_q5_k);
     tab[INF_TYPE_Q6_K].vec_dot = TMPL_FN(vec_dot_q6_k);
+    tab[INF_TYPE_Q2_K].vec_dot = TMPL_FN(vec_dot_q2_k);
+    tab[INF_TYPE_Q3_K].vec_dot = TMPL_FN(vec_dot_q3_k);
+    tab[INF_TYPE_IQ4_NL].vec_dot = TMPL_FN(vec_dot_iq4_nl);
+    tab[INF_TYPE_IQ4_XS].vec_dot = TMPL_FN(vec_dot_iq4_xs);
 }
