@@ -57,7 +57,7 @@ static void call_free(inf__call *call) {
     if (!call) return;
     for (int i = 0; i < call->n_subs; i++) {
         inf__sub *s = &call->subs[i];
-        if (s->eid && !s->finished) inf__idmap_del(&call->srv->idmap, s->eid);
+        if (s->eid && !s->finished) inf__hmap_del(&call->srv->idmap, s->eid);
         inf__sb_free(&s->text);
         json_decref(s->lp);
         free(s->embedding);
@@ -297,6 +297,7 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
     for (int i = 0; i < call->n_subs; i++) {
         inf__sub *s = &call->subs[i];
         s->index = i;
+        s->call = call;
         s->prompt_idx = i / per;
         inf_request_params p = r->params;
         p.prompt = r->prompts[s->prompt_idx].tokens;
@@ -310,7 +311,7 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
             s->eid = 0;
             goto fail;
         }
-        if (inf__idmap_put(&srv->idmap, s->eid, call, i) < 0) {
+        if (inf__hmap_put(&srv->idmap, s->eid, (uint64_t)(uintptr_t)s) < 0) {
             inf_engine_cancel(srv->engine, s->eid);
             s->eid = 0;
             inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
@@ -407,7 +408,7 @@ static void on_finish(inf__call *call, inf__sub *s, inf_event *ev) {
         s->n_embd = ev->n_embd;
         ev->embedding = NULL;
     }
-    inf__idmap_del(&srv->idmap, s->eid);
+    inf__hmap_del(&srv->idmap, s->eid);
     call->n_done++;
     if (ev->finish_reason != INF_FINISH_ERROR && ev->finish_reason != INF_FINISH_CANCELLED &&
         ev->usage.completion_tokens > 0) {
@@ -444,10 +445,10 @@ void inf__dispatch_events(inf_server *srv) {
     inf_event ev;
     int budget = 4096; /* keep the loop responsive; the rest comes on the next wakeup */
     while (budget-- > 0 && inf_engine_poll(srv->engine, &ev) == 1) {
-        inf__idmap_slot *slot = inf__idmap_get(&srv->idmap, ev.id);
-        if (slot) {
-            inf__call *call = slot->call;
-            inf__sub *s = &call->subs[slot->sub];
+        uint64_t v;
+        if (inf__hmap_get(&srv->idmap, ev.id, &v)) {
+            inf__sub *s = (inf__sub *)(uintptr_t)v;
+            inf__call *call = s->call;
             if (ev.type == INF_EVENT_DELTA)
                 on_delta(call, s, &ev);
             else if (ev.type == INF_EVENT_FINISH)

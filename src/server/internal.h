@@ -10,11 +10,10 @@
  *   endpoints.c the local REST endpoints (health, ready, models, tokenize, detokenize) as pure
  *               functions from request to status + JSON
  *   conn.c      connection objects and their output queues (written in writeable callbacks)
- *   idmap.c     engine request id -> (call, choice) map
  *   openai.c    the one request validator and the one response/chunk formatter (REST and WS)
  *   metrics.c   Prometheus counters, gauges and histograms; the request record (log + metric)
  *   auth.c      API keys, per-key rate limits, CORS origins
- * Calls go downwards only: server -> http, ws -> dispatch -> endpoints, openai, idmap, conn,
+ * Calls go downwards only: server -> http, ws -> dispatch -> endpoints, openai, conn,
  * metrics, auth (dispatch reaches http/ws only through inf__transport function pointers).
  *
  * Threads: everything here runs on the I/O thread (the lws service loop), except the engine's
@@ -84,7 +83,10 @@ json_t *inf__oa_load_json(const char *data, size_t len, inf__oa_err *err);
 
 /* ---- calls in flight ------------------------------------------------------------------------ */
 
+typedef struct inf__call inf__call;
+
 typedef struct inf__sub {
+    inf__call *call;
     uint64_t eid; /* engine request id; 0 when not submitted */
     int index;    /* choice index */
     int prompt_idx;
@@ -102,7 +104,7 @@ typedef struct inf__sub {
 
 typedef struct inf__conn inf__conn;
 
-typedef struct inf__call {
+struct inf__call {
     struct inf__call *next, *prev; /* in the owning connection's list */
     struct inf_server *srv;
     inf__conn *conn; /* NULL once the client has gone (orphan) */
@@ -118,7 +120,7 @@ typedef struct inf__call {
     int err_status;     /* status of an error already delivered (or 499: client gone) */
     double t_start;
     const char *path; /* for logs and metrics */
-} inf__call;
+};
 
 /* ---- transports ----------------------------------------------------------------------------- */
 
@@ -237,23 +239,6 @@ struct inf__conn {
 
 /* ---- the server ----------------------------------------------------------------------------- */
 
-/* engine request id -> (call, choice index): open addressing, linear probing (idmap.c) */
-typedef struct inf__idmap_slot {
-    uint64_t eid; /* 0: empty */
-    inf__call *call;
-    int sub;
-} inf__idmap_slot;
-
-typedef struct inf__idmap {
-    inf__idmap_slot *slots;
-    size_t cap, n;
-} inf__idmap;
-
-int inf__idmap_put(inf__idmap *m, uint64_t eid, inf__call *call, int sub); /* 0 or INF_ENOMEM */
-inf__idmap_slot *inf__idmap_get(inf__idmap *m, uint64_t eid);              /* NULL: absent */
-void inf__idmap_del(inf__idmap *m, uint64_t eid);
-void inf__idmap_free(inf__idmap *m);
-
 typedef struct inf__metrics inf__metrics;
 typedef struct inf__ratelimit inf__ratelimit;
 
@@ -299,7 +284,7 @@ struct inf_server {
     int n_orphans;    /* calls whose connection has gone */
     inf__call *orphans;
 
-    inf__idmap idmap;
+    inf_hmap idmap; /* engine request id -> its inf__sub (dispatch.c) */
 
     inf__metrics *metrics;
     inf__ratelimit *rl;

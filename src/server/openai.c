@@ -60,31 +60,14 @@ static int unsupported(inf__oa_err *e, const char *param, const char *why) {
     return -1;
 }
 
+/* The tree's one UTF-8 rule (base: each maximal ill-formed subpart becomes one U+FFFD), for
+ * generated text, token pieces, /detokenize and error messages alike. */
 json_t *inf__oa_jstr_lossy(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j) return j;
     inf_sb sb = {0};
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        int l = inf__utf8_len(c);
-        bool ok = l > 0 && i + (size_t)l <= n;
-        for (int k = 1; ok && k < l; k++)
-            ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-        if (ok && c == 0) ok = false;
-        if (ok) {
-            json_t *probe = json_stringn(s + i, (size_t)l);
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (ok) {
-            inf__sb_append(&sb, s + i, (size_t)l);
-            i += (size_t)l;
-        } else {
-            inf__sb_puts(&sb, "\xef\xbf\xbd");
-            i++;
-        }
-    }
-    j = json_stringn(sb.data ? sb.data : "", sb.len);
+    inf__utf8_sanitize(&sb, s, n, NULL);
+    j = sb.oom ? NULL : json_stringn(sb.data ? sb.data : "", sb.len);
     inf__sb_free(&sb);
     return j ? j : json_string("");
 }

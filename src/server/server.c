@@ -392,7 +392,7 @@ void inf_server_destroy(inf_server *srv) {
     if (srv->engine) inf_engine_destroy(srv->engine);
     srv->engine = NULL;
     inf__calls_free_all(srv);
-    inf__idmap_free(&srv->idmap);
+    inf__hmap_free(&srv->idmap);
     if (srv->model) inf_model_free(srv->model);
     inf__metrics_free(srv->metrics);
     inf__ratelimit_free(srv->rl);

@@ -2,8 +2,8 @@
  * test_server.c — the server's pure parts, without a socket: the local REST endpoints
  * (health/ready by state, models, model by id, tokenize/detokenize with validation errors)
  * on the bundled model, the chunked transfer decoder (split at every byte, malformed framing,
- * size limits, trailers), the engine-id map (growth, deletion keeping lookups intact) and the
- * WebSocket request_id equality rule (1 and 1.0 are one id).
+ * size limits, trailers) and the WebSocket request_id equality rule (1 and 1.0 are one id).
+ * The engine-id map is base's hash map (tests/unit/test_base.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,39 +256,6 @@ static void test_chunked_malformed(void **state) {
     assert_int_equal(feed("5\r\nhel", 2, 1 << 20, &b), 0);       /* incomplete */
 }
 
-/* ---- engine id map ---- */
-
-static void test_idmap(void **state) {
-    (void)state;
-    inf__idmap m = {0};
-    inf__call calls[4];
-    enum { N = 5000 };
-    for (uint64_t id = 1; id <= N; id++)
-        assert_int_equal(inf__idmap_put(&m, id * 7919, &calls[id % 4], (int)id), 0);
-    assert_int_equal(m.n, N);
-    assert_int_equal(inf__idmap_put(&m, 0, &calls[0], 0), INF_EINVAL);
-    for (uint64_t id = 1; id <= N; id += 2)
-        inf__idmap_del(&m, id * 7919);
-    inf__idmap_del(&m, 42); /* absent: no effect */
-    assert_int_equal(m.n, N / 2);
-    for (uint64_t id = 1; id <= N; id++) {
-        inf__idmap_slot *s = inf__idmap_get(&m, id * 7919);
-        if (id % 2) {
-            assert_null(s);
-        } else {
-            assert_non_null(s);
-            assert_ptr_equal(s->call, &calls[id % 4]);
-            assert_int_equal(s->sub, (int)id);
-        }
-    }
-    assert_null(inf__idmap_get(&m, 0));
-    /* putting an id again replaces its entry */
-    assert_int_equal(inf__idmap_put(&m, 2 * 7919, &calls[3], 77), 0);
-    assert_int_equal(m.n, N / 2);
-    assert_int_equal(inf__idmap_get(&m, 2 * 7919)->sub, 77);
-    inf__idmap_free(&m);
-}
-
 static void test_request_id_equality(void **state) {
     (void)state;
     json_t *i1 = json_integer(1), *r1 = json_real(1.0), *r15 = json_real(1.5),
@@ -313,7 +280,6 @@ int main(void) {
         cmocka_unit_test(test_detokenize_invalid_utf8),
         cmocka_unit_test(test_chunked_valid),
         cmocka_unit_test(test_chunked_malformed),
-        cmocka_unit_test(test_idmap),
         cmocka_unit_test(test_request_id_equality),
     };
     return cmocka_run_group_tests(tests, setup_model, teardown_model);
