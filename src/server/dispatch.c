@@ -261,12 +261,15 @@ static int prepare_prompts(inf__call *call, inf__oa_err *e) {
 void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id) {
     inf_server *srv = c->srv;
     inf__oa_err e;
-    inf__call *call = inf__calloc(1, sizeof *call);
+    inf__call *call = srv->engine ? inf__calloc(1, sizeof *call) : NULL;
     if (!call) {
         inf__oa_req_free(req);
+        if (!srv->engine)
+            inf__oa_fail(&e, 503, "server_error", "model_loading", NULL, "The model is not loaded");
+        else
+            inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+        c->tp->refuse(c, request_id, &e);
         json_decref(request_id);
-        inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        c->tp->refuse(c, NULL, &e);
         return;
     }
     call->srv = srv;

@@ -324,6 +324,8 @@ int inf__http_raw_adopted(inf_server *srv, struct lws *wsi);
 int inf__ws_filter(inf__conn *c, struct lws *wsi);
 void inf__ws_established(inf__conn *c);
 int inf__ws_receive(inf__conn *c, const void *in, size_t len);
+/* Handles one complete text message (a request, auth, ping or cancel) of c. */
+void inf__ws_message(inf__conn *c, const char *data, size_t len);
 void inf__ws_close(inf__conn *c, int code, const char *reason);
 /* request_id equality: strings by bytes, numbers by value (1 and 1.0 are the same id). */
 bool inf__ws_rid_equal(json_t *a, json_t *b);

@@ -192,7 +192,7 @@ static int find_call(inf__conn *c, json_t *request_id, inf__call **out) {
     return 0;
 }
 
-static void handle_message(inf__conn *c, const char *data, size_t len) {
+void inf__ws_message(inf__conn *c, const char *data, size_t len) {
     inf_server *srv = c->srv;
     inf__oa_err e;
     json_t *root = inf__oa_load_json(data, len, &e);
@@ -357,7 +357,7 @@ int inf__ws_receive(inf__conn *c, const void *in, size_t len) {
                      "binary frames are not supported: send JSON text frames");
         send_err(c, &e, NULL);
     } else {
-        handle_message(c, c->ws.msg, n);
+        inf__ws_message(c, c->ws.msg, n);
     }
     if (c->ws.msg_cap > 65536) { /* do not keep a large buffer around */
         free(c->ws.msg);
