@@ -4,6 +4,8 @@
  * one formatter (openai.c) and hands the objects to the connection's transport table
  * (inf__transport: SSE or WebSocket), never asking which one it is.
  *
+ * Start: a validated request becomes a call that first goes to prep.c's worker (rendering,
+ * tokenizing, context checks) and comes back through inf__call_prepared, which submits it.
  * Lifetime: a call belongs to its connection until it completes; when the connection goes
  * first, its calls are cancelled in the engine (which finishes them at its next step) and kept
  * as orphans until their FINISH events arrive, so engine ids never dangle. Every engine id in
@@ -64,12 +66,15 @@ static void call_free(inf__call *call) {
         free(s->error_msg);
     }
     free(call->subs);
+    json_decref(call->local_in);
+    json_decref(call->local_out);
     inf__oa_req_free(&call->req);
     json_decref(call->request_id);
     free(call);
 }
 
 void inf__call_cancel(inf__call *call) {
+    call->cancel_requested = true; /* while preparing: cancelled once submitted */
     for (int i = 0; i < call->n_subs; i++) {
         inf__sub *s = &call->subs[i];
         if (s->eid && !s->finished && call->srv->engine)
@@ -145,7 +150,7 @@ void inf__calls_end_shutdown(inf__conn *c) {
     while (c->calls) {
         inf__call *call = c->calls;
         inf__call_cancel(call);
-        if (!call->dead && call->req.stream) {
+        if (!call->dead && call->stream_begun) {
             /* every choice still running gets its final chunk, then the stream its end */
             json_t *last = NULL;
             for (int i = 0; i < call->n_subs; i++) {
@@ -198,67 +203,9 @@ static void make_id(inf_server *srv, const char *prefix, char *out, size_t cap) 
     out[n] = 0;
 }
 
-static char *prompt_text(inf_server *srv, const inf__prompt *p) {
-    if (p->text) return inf__strdup(p->text);
-    char *t = NULL;
-    size_t len;
-    if (inf_detokenize(srv->model, p->tokens, p->n_tokens, false, &t, &len) < 0) return NULL;
-    return t;
-}
-
-/* Tokenizes text prompts (as the engine would) so the context can be checked here with an
- * OpenAI-style message, and so the engine gets tokens. */
-static int prepare_prompts(inf__call *call, inf__oa_err *e) {
-    inf_server *srv = call->srv;
-    inf__oa_req *r = &call->req;
-    for (int i = 0; i < r->n_prompts; i++) {
-        inf__prompt *p = &r->prompts[i];
-        if (!p->tokens) {
-            /* no token spans 256 bytes: a longer text cannot fit, whatever it tokenizes to (and
-             * the I/O thread is spared tokenizing it) */
-            size_t bytes = strlen(p->text);
-            if ((int64_t)(bytes / 256) > srv->n_ctx)
-                return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded",
-                                    r->ep == INF__EP_CHAT        ? "messages"
-                                    : r->ep == INF__EP_EMBEDDING ? "input"
-                                                                 : "prompt",
-                                    "This model's maximum context length is %lld tokens; the "
-                                    "prompt (%zu bytes) is far longer.",
-                                    (long long)srv->n_ctx, bytes);
-            int rc = inf_tokenize(srv->model, p->text, strlen(p->text), true, true, &p->tokens,
-                                  &p->n_tokens);
-            if (rc < 0)
-                return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value", NULL,
-                                    "tokenization failed: %s", inf_last_error());
-        }
-        const char *param = r->ep == INF__EP_CHAT        ? "messages"
-                            : r->ep == INF__EP_EMBEDDING ? "input"
-                                                         : "prompt";
-        if (p->n_tokens <= 0)
-            return inf__oa_fail(e, 400, "invalid_request_error", "invalid_value", param,
-                                "the prompt is empty");
-        int64_t limit = r->ep == INF__EP_EMBEDDING ? srv->n_ctx : srv->n_ctx - 1;
-        if (p->n_tokens > limit ||
-            (r->max_tokens_given && p->n_tokens + r->params.max_tokens > srv->n_ctx)) {
-            if (r->max_tokens_given && p->n_tokens <= limit)
-                return inf__oa_fail(
-                    e, 400, "invalid_request_error", "context_length_exceeded", param,
-                    "This model's maximum context length is %lld tokens. However, "
-                    "you requested %lld tokens (%lld in the prompt, %lld for the "
-                    "completion). Please reduce the prompt or max_tokens.",
-                    (long long)srv->n_ctx, (long long)(p->n_tokens + r->params.max_tokens),
-                    (long long)p->n_tokens, (long long)r->params.max_tokens);
-            return inf__oa_fail(e, 400, "invalid_request_error", "context_length_exceeded", param,
-                                "This model's maximum context length is %lld tokens. However, "
-                                "your prompt has %lld tokens. Please reduce the length of the "
-                                "prompt.",
-                                (long long)srv->n_ctx, (long long)p->n_tokens);
-        }
-    }
-    return 0;
-}
-
-void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id) {
+/* Creates a call on c's lists (takes req and request_id); NULL when refused (error sent). */
+static inf__call *call_new(inf__conn *c, int ep, const char *path, inf__oa_req *req,
+                           json_t *request_id) {
     inf_server *srv = c->srv;
     inf__oa_err e;
     inf__call *call = srv->engine ? inf__calloc(1, sizeof *call) : NULL;
@@ -270,11 +217,14 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
             inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
         c->tp->refuse(c, request_id, &e);
         json_decref(request_id);
-        return;
+        return NULL;
     }
     call->srv = srv;
-    call->req = *req;
-    memset(req, 0, sizeof *req);
+    if (req) {
+        call->req = *req;
+        memset(req, 0, sizeof *req);
+    }
+    call->req.ep = ep;
     call->request_id = request_id;
     call->t_start = inf__time_s();
     call->created = (int64_t)time(NULL);
@@ -285,76 +235,146 @@ void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, j
             : ep == INF__EP_COMPLETION ? "cmpl-"
                                        : "embd-",
             call->id, sizeof call->id);
+    call_link(call, c);
+    c->tp->attach(call);
+    return call;
+}
+
+/* Ends a call that never reached the client with its error: recorded, sent, freed. */
+static void call_fail(inf__call *call, const inf__oa_err *e) {
+    /* submitted parts are cancelled and their events dropped (their ids leave the map with the
+     * call) */
+    inf__call_cancel(call);
+    if (!call->counted) {
+        call->counted = true;
+        inf__record(call->srv, call->method, call->path, call->path, e->status, 0, 0,
+                    call->t_start);
+    }
+    send_error(call, e);
+    call_unlink(call);
+    call_free(call);
+}
+
+void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id) {
+    inf__call *call = call_new(c, ep, path, req, request_id);
+    if (!call) return;
     inf__oa_req *r = &call->req;
     int per = ep == INF__EP_EMBEDDING ? 1 : r->n;
     call->n_subs = r->n_prompts * per;
     call->subs = inf__calloc((size_t)call->n_subs, sizeof *call->subs);
-    call_link(call, c);
-    c->tp->attach(call);
     if (!call->subs) {
+        inf__oa_err e;
         inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        goto fail;
+        call_fail(call, &e);
+        return;
     }
-    if (prepare_prompts(call, &e) < 0) goto fail;
+    for (int i = 0; i < call->n_subs; i++) {
+        call->subs[i].index = i;
+        call->subs[i].call = call;
+        call->subs[i].prompt_idx = i / per;
+    }
+    inf__prep_push(call->srv, call); /* rendering and tokenizing happen there */
+}
+
+void inf__call_local(inf__conn *c, const char *endpoint,
+                     json_t *(*fn)(const inf_server *, json_t *, int *), json_t *root) {
+    inf__call *call = call_new(c, 0, endpoint, NULL, NULL);
+    if (!call) {
+        json_decref(root);
+        return;
+    }
+    call->local_fn = fn;
+    call->local_in = root;
+    inf__prep_push(call->srv, call);
+}
+
+/* A local endpoint's result is back: its response and record. */
+static void local_done(inf__call *call) {
+    inf__conn *c = call->conn;
+    int status = call->local_out ? call->local_status : 500;
+    if (c && !call->dead) {
+        if (call->local_out)
+            c->tp->send_object(call, status, call->local_out);
+        else
+            c->tp->send_object(call, 500, json_object());
+        call->local_out = NULL;
+    }
+    if (call->err_status && status < 400) status = call->err_status;
+    inf__record(call->srv, call->method, call->path, call->path, status, -1, -1, call->t_start);
+    call->counted = true;
+    call_unlink(call);
+    call_free(call);
+}
+
+void inf__call_prepared(inf__call *call) {
+    inf_server *srv = call->srv;
+    inf__conn *c = call->conn;
+    if (call->local_fn) {
+        local_done(call);
+        return;
+    }
+    if (!c || call->dead) { /* the client went (or was answered) while it was prepared */
+        if (!call->counted) {
+            call->counted = true;
+            inf__record(srv, call->method, call->path, call->path,
+                        call->err_status ? call->err_status : 499, 0, 0, call->t_start);
+        }
+        call_unlink(call);
+        call_free(call);
+        return;
+    }
+    inf__oa_err e = call->prep_err;
+    if (e.status) {
+        call_fail(call, &e);
+        return;
+    }
+    inf__oa_req *r = &call->req;
+    int per = r->ep == INF__EP_EMBEDDING ? 1 : r->n;
     uint64_t base_seed = r->seed_set ? r->params.sampling.seed : inf__rng_next(&srv->rng);
     for (int i = 0; i < call->n_subs; i++) {
         inf__sub *s = &call->subs[i];
-        s->index = i;
-        s->call = call;
-        s->prompt_idx = i / per;
         inf_request_params p = r->params;
         p.prompt = r->prompts[s->prompt_idx].tokens;
         p.n_prompt = r->prompts[s->prompt_idx].n_tokens;
         p.prompt_text = NULL;
         p.sampling.seed = base_seed + (uint64_t)(i % per);
-        if (ep == INF__EP_EMBEDDING) p.max_tokens = 0;
+        if (r->ep == INF__EP_EMBEDDING) p.max_tokens = 0;
         int rc = inf_engine_submit(srv->engine, &p, &s->eid);
         if (rc < 0) {
             map_submit_error(rc, &e);
             s->eid = 0;
-            goto fail;
+            call_fail(call, &e);
+            return;
         }
         if (inf__hmap_put(&srv->idmap, s->eid, (uint64_t)(uintptr_t)s) < 0) {
             inf_engine_cancel(srv->engine, s->eid);
             s->eid = 0;
             inf__oa_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-            goto fail;
+            call_fail(call, &e);
+            return;
         }
     }
+    if (call->cancel_requested) inf__call_cancel(call);
     /* Started. Streams open now; echo and the assistant role go first. */
     if (r->stream) {
         c->tp->stream_begin(call);
+        call->stream_begun = true;
         for (int i = 0; i < call->n_subs; i++) {
             inf__sub *s = &call->subs[i];
             /* the first chunk acknowledges the request at once, even while it is queued:
              * chat sends the assistant role, completions an empty text (or the echo) */
-            if (ep == INF__EP_CHAT) {
+            const char *t = r->prompts[s->prompt_idx].echo;
+            if (r->ep == INF__EP_CHAT)
                 emit(call, inf__oa_chunk(call, s, "", 0, NULL, true, 0));
-            } else {
-                char *t = r->echo ? prompt_text(srv, &r->prompts[s->prompt_idx]) : NULL;
+            else
                 emit(call, inf__oa_chunk(call, s, t ? t : "", t ? strlen(t) : 0, NULL, false, 0));
-                free(t);
-            }
         }
     } else if (r->echo) {
         for (int i = 0; i < call->n_subs; i++) {
-            char *t = prompt_text(srv, &r->prompts[call->subs[i].prompt_idx]);
+            const char *t = r->prompts[call->subs[i].prompt_idx].echo;
             if (t) inf__sb_puts(&call->subs[i].text, t);
-            free(t);
         }
     }
-    return;
-fail:
-    /* Nothing of this call reaches the client but the error; submitted parts are cancelled and
-     * their events dropped (their ids leave the map with the call). */
-    inf__call_cancel(call);
-    if (!call->counted) {
-        call->counted = true;
-        inf__record(srv, call->method, path, path, e.status, 0, 0, call->t_start);
-    }
-    send_error(call, &e);
-    call_unlink(call);
-    call_free(call);
 }
 
 /* ---- events --------------------------------------------------------------------------------- */
@@ -385,7 +405,7 @@ static void complete(inf__call *call, json_t *last) {
             c->tp->stream_end(call, last);
             last = NULL;
         } else {
-            c->tp->send_object(call, inf__oa_response(call));
+            c->tp->send_object(call, 200, inf__oa_response(call));
         }
     }
     json_decref(last);

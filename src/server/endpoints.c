@@ -4,7 +4,8 @@
  * server's published state (names, context, model) and the request to a status and a JSON
  * body; http.c frames the result and writes the log line. Tested directly by
  * tests/unit/test_endpoints.c.
- * Threads: I/O thread (they read state the I/O thread owns).
+ * Threads: health/ready/models on the I/O thread (lookups); tokenize/detokenize on prep.c's
+ * worker (they compute). Both read only state published before the server was ready.
  */
 #include "server/internal.h"
 

@@ -215,8 +215,8 @@ static void tp_refuse(inf__conn *c, json_t *request_id, const inf__oa_err *e) {
     send_json(c, e->status, inf__oa_error_json(e));
 }
 
-static void tp_send_object(inf__call *call, json_t *obj) {
-    send_json(call->conn, 200, obj);
+static void tp_send_object(inf__call *call, int status, json_t *obj) {
+    send_json(call->conn, status, obj);
 }
 
 static void tp_send_error(inf__call *call, const inf__oa_err *e) {
@@ -320,12 +320,9 @@ static void handle_post(inf__conn *c, int route) {
         return;
     }
     const struct route *r = find_route(c->http.path);
-    if (route == R_TOKENIZE || route == R_DETOKENIZE) {
-        int status = 500;
-        json_t *o = route == R_TOKENIZE ? inf__ep_tokenize(srv, root, &status)
-                                        : inf__ep_detokenize(srv, root, &status);
-        json_decref(root);
-        local_json(c, status, o);
+    if (route == R_TOKENIZE || route == R_DETOKENIZE) { /* computed off the I/O thread */
+        inf__call_local(c, r->path, route == R_TOKENIZE ? inf__ep_tokenize : inf__ep_detokenize,
+                        root);
         return;
     }
     inf__oa_req req;

@@ -10,6 +10,9 @@
  *   endpoints.c the local REST endpoints (health, ready, models, tokenize, detokenize) as pure
  *               functions from request to status + JSON
  *   conn.c      connection objects and their output queues (written in writeable callbacks)
+ *   prep.c      the compute side of the submit path: a worker thread that renders chat
+ *               templates, tokenizes, checks contexts and runs /tokenize and /detokenize, so
+ *               the I/O thread never computes; the token piece table for logprobs
  *   openai.c    the one request validator and the one response/chunk formatter (REST and WS)
  *   metrics.c   Prometheus counters, gauges and histograms; the request record (log + metric)
  *   auth.c      API keys, per-key rate limits, CORS origins
@@ -53,9 +56,10 @@ json_t *inf__oa_error_json(const inf__oa_err *e);
 /* ---- validated requests --------------------------------------------------------------------- */
 
 typedef struct inf__prompt {
-    char *text;      /* owned; NULL when given as tokens */
-    int32_t *tokens; /* owned; NULL when given as text */
+    char *text;      /* owned; NULL when given as tokens (or as chat messages, until rendered) */
+    int32_t *tokens; /* owned; NULL when given as text, until tokenized (prep.c) */
     int64_t n_tokens;
+    char *echo; /* owned: the prompt's text for echo (prep.c), NULL unless asked for */
 } inf__prompt;
 
 typedef struct inf__oa_req {
@@ -66,6 +70,10 @@ typedef struct inf__oa_req {
     int n; /* choices per prompt */
     int n_prompts;
     inf__prompt *prompts; /* [n_prompts] */
+    inf_chat_message *chat; /* [n_chat] chat messages (strings borrowed from root or chat_owned),
+                             * rendered into prompts[0] by prep.c; NULL for completions */
+    char **chat_owned;      /* [n_chat] content joined from parts (owned), or NULL */
+    size_t n_chat;
     int logprobs;         /* -1: none; else top alternatives per token (0..20) */
     bool embed_base64;
     bool seed_set;
@@ -75,7 +83,8 @@ typedef struct inf__oa_req {
 
 struct inf_server;
 /* Parses and validates a request body of endpoint ep. root is borrowed (a reference is kept).
- * Chat messages are formatted with the model's template here. Returns 0 or -1 with *err. */
+ * Chat messages are kept for prep.c to render. Returns 0 or -1 with *err. Does no computing
+ * beyond checking the JSON (the I/O thread calls it). */
 int inf__oa_parse(struct inf_server *srv, int ep, json_t *root, inf__oa_req *out, inf__oa_err *err);
 void inf__oa_req_free(inf__oa_req *r);
 /* Parses JSON text; on failure fills err (400 with line/column) and returns NULL. */
@@ -120,6 +129,17 @@ struct inf__call {
     int err_status;     /* status of an error already delivered (or 499: client gone) */
     double t_start;
     const char *path; /* for logs and metrics */
+    /* prep.c: while preparing is set the worker owns req and the local_* fields; the I/O thread
+     * touches only the list links, conn and the flags below it */
+    struct inf__call *prep_next;
+    bool preparing;
+    bool cancel_requested; /* cancelled while preparing: cancelled again once submitted */
+    bool stream_begun;
+    inf__oa_err prep_err; /* status 0: prepared */
+    /* a local endpoint run by the worker instead of the engine (ep 0) */
+    json_t *(*local_fn)(const inf_server *srv, json_t *root, int *status);
+    json_t *local_in, *local_out;
+    int local_status;
 };
 
 /* ---- transports ----------------------------------------------------------------------------- */
@@ -132,8 +152,8 @@ typedef struct inf__transport {
     void (*attach)(inf__call *call);
     /* A request refused before (or instead of) becoming a call: an error response / frame. */
     void (*refuse)(inf__conn *c, json_t *request_id, const inf__oa_err *e);
-    /* The call's one complete response object (takes obj). */
-    void (*send_object)(inf__call *call, json_t *obj);
+    /* The call's one complete response object with its HTTP status (takes obj). */
+    void (*send_object)(inf__call *call, int status, json_t *obj);
     /* The call ends in error: before any output an error response, mid-stream an error event
      * and the end of the stream (SSE) or an error frame (WebSocket). */
     void (*send_error)(inf__call *call, const inf__oa_err *e);
@@ -242,6 +262,23 @@ struct inf__conn {
 typedef struct inf__metrics inf__metrics;
 typedef struct inf__ratelimit inf__ratelimit;
 
+/* Every token's text piece, made once at load: blob[off[t] .. off[t + 1]). */
+typedef struct inf__pieces {
+    char *blob;
+    uint32_t *off; /* [n + 1] */
+    int32_t n;
+} inf__pieces;
+
+typedef struct inf__prep {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu; /* guards the lists and stop; never held while calling out */
+    pthread_cond_t cv;
+    inf__call *head, *tail; /* waiting for the worker */
+    inf__call *done;        /* prepared, waiting for the I/O thread */
+    bool stop;
+} inf__prep;
+
 struct inf_server {
     inf_server_config cfg;
     char **names; /* served names (owned) */
@@ -285,6 +322,8 @@ struct inf_server {
     inf__call *orphans;
 
     inf_hmap idmap; /* engine request id -> its inf__sub (dispatch.c) */
+    inf__pieces pieces; /* made by the loader thread before load_state is published */
+    inf__prep prep;
 
     inf__metrics *metrics;
     inf__ratelimit *rl;
@@ -331,9 +370,15 @@ void inf__ws_close(inf__conn *c, int code, const char *reason);
 bool inf__ws_rid_equal(json_t *a, json_t *b);
 
 /* ---- dispatch.c ---- */
-/* Starts a validated request on behalf of c (takes req and request_id). On failure the error
- * has been sent through c's transport. */
+/* Starts a validated request on behalf of c (takes req and request_id): it goes to prep.c,
+ * then to the engine. On failure the error has been sent through c's transport. */
 void inf__call_start(inf__conn *c, int ep, const char *path, inf__oa_req *req, json_t *request_id);
+/* Runs a local endpoint on the worker for c (takes root); the response follows when it is done.
+ * endpoint: the route's path for the metric label. */
+void inf__call_local(inf__conn *c, const char *endpoint,
+                     json_t *(*fn)(const inf_server *, json_t *, int *), json_t *root);
+/* A call is back from prep.c (I/O thread): submits it, or ends it with its error. */
+void inf__call_prepared(inf__call *call);
 void inf__dispatch_events(inf_server *srv);
 /* The connection is going: cancels its calls and keeps them as orphans until they finish. */
 void inf__calls_detach(inf__conn *c);
@@ -343,6 +388,18 @@ void inf__call_cancel(inf__call *call);
  * with finish_reason "cancelled" and the stream's end; others: 503 shutting_down). */
 void inf__calls_end_shutdown(inf__conn *c);
 void inf__calls_free_all(inf_server *srv);
+
+/* ---- prep.c ---- */
+int inf__prep_start(inf_server *srv);
+/* Stops and joins the worker; calls it still held are left in their lists (freed by the
+ * caller with the rest). */
+void inf__prep_stop(inf_server *srv);
+/* Hands a call to the worker (I/O thread). */
+void inf__prep_push(inf_server *srv, inf__call *call);
+/* Takes back every prepared call, oldest first, and passes each to inf__call_prepared. */
+void inf__prep_drain(inf_server *srv);
+int inf__pieces_build(const inf_model *model, inf__pieces *out);
+void inf__pieces_free(inf__pieces *p);
 
 /* ---- endpoints.c: local REST endpoints, pure functions of (server state, request) ---- */
 /* Each returns the response object (new) and sets *status. */

@@ -533,14 +533,13 @@ static int parse_messages(inf_server *srv, json_t *root, inf__oa_req *r, inf__oa
         inf__oa_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         goto done;
     }
-    char *text = NULL;
-    if (inf_chat_format(srv->model, cm, n, true, &text) < 0) {
-        bad(e, "messages", "%s", inf_last_error());
-        e->code = "invalid_messages";
-        goto done;
-    }
-    r->prompts[0].text = text;
+    /* rendered with the model's template off the I/O thread (prep.c) */
     r->n_prompts = 1;
+    r->chat = cm;
+    r->chat_owned = owned;
+    r->n_chat = n;
+    cm = NULL;
+    owned = NULL;
     rc = 0;
 done:
     if (owned)
@@ -661,10 +660,18 @@ void inf__oa_req_free(inf__oa_req *r) {
     for (int i = 0; i < r->n_prompts; i++) {
         free(r->prompts[i].text);
         free(r->prompts[i].tokens);
+        free(r->prompts[i].echo);
     }
     free(r->prompts);
     r->prompts = NULL;
     r->n_prompts = 0;
+    for (size_t i = 0; r->chat_owned && i < r->n_chat; i++)
+        free(r->chat_owned[i]);
+    free(r->chat_owned);
+    free(r->chat);
+    r->chat = NULL;
+    r->chat_owned = NULL;
+    r->n_chat = 0;
     json_decref(r->root);
     r->root = NULL;
 }
@@ -686,25 +693,18 @@ static double lp_value(float lp) {
 }
 
 typedef struct piece {
-    char *s;
+    const char *s; /* borrowed from the server's piece table */
     size_t n;
 } piece;
 
-/* The bytes a token adds to a text. Decoding a lone token may drop its leading space (SPM's
- * first-piece rule), so the piece is taken as decode([t, t]) minus decode([t]). */
+/* The bytes a token adds to a text, from the table made at load (prep.c). */
 static piece token_piece(inf__call *call, int32_t tok) {
-    piece p = {NULL, 0};
-    int32_t two[2] = {tok, tok};
-    char *one = NULL, *both = NULL;
-    size_t n1 = 0, n2 = 0;
-    if (inf_detokenize(call->srv->model, two, 1, false, &one, &n1) == 0 &&
-        inf_detokenize(call->srv->model, two, 2, false, &both, &n2) == 0 && n2 >= n1) {
-        p.n = n2 - n1;
-        p.s = inf__strndup(both + n1, p.n);
-        if (!p.s) p.n = 0;
+    const inf__pieces *t = &call->srv->pieces;
+    piece p = {"", 0};
+    if (tok >= 0 && tok < t->n && t->off) {
+        p.s = t->blob + t->off[tok];
+        p.n = t->off[tok + 1] - t->off[tok];
     }
-    inf_free(one);
-    inf_free(both);
     return p;
 }
 
@@ -724,7 +724,6 @@ static void chat_lp_entries(inf__call *call, const inf_event *ev, json_t *conten
         json_object_set_new(ent, "token", inf__oa_jstr_lossy(p.s ? p.s : "", p.n));
         json_object_set_new(ent, "logprob", json_real(lp_value(ev->chosen[i].logprob)));
         json_object_set_new(ent, "bytes", bytes_array(&p));
-        free(p.s);
         json_t *tops = json_array();
         for (int j = 0; ev->top && j < ev->n_top && j < k; j++) {
             const inf_token_logprob *t = &ev->top[i * ev->n_top + j];
@@ -734,7 +733,6 @@ static void chat_lp_entries(inf__call *call, const inf_event *ev, json_t *conten
             json_object_set_new(te, "token", inf__oa_jstr_lossy(q.s ? q.s : "", q.n));
             json_object_set_new(te, "logprob", json_real(lp_value(t->logprob)));
             json_object_set_new(te, "bytes", bytes_array(&q));
-            free(q.s);
             json_array_append_new(tops, te);
         }
         json_object_set_new(ent, "top_logprobs", tops);
@@ -761,7 +759,6 @@ static void cmpl_lp_append(inf__call *call, inf__sub *s, const inf_event *ev, js
                               json_real(lp_value(ev->chosen[i].logprob)));
         json_array_append_new(json_object_get(o, "text_offset"), json_integer(s->text_offset));
         s->text_offset += (int64_t)p.n;
-        free(p.s);
         json_t *tops = json_object();
         for (int j = 0; ev->top && j < ev->n_top && j < k; j++) {
             const inf_token_logprob *t = &ev->top[i * ev->n_top + j];
@@ -771,7 +768,6 @@ static void cmpl_lp_append(inf__call *call, inf__sub *s, const inf_event *ev, js
             if (!json_object_get(tops, json_string_value(key)))
                 json_object_set_new(tops, json_string_value(key), json_real(lp_value(t->logprob)));
             json_decref(key);
-            free(q.s);
         }
         json_array_append_new(json_object_get(o, "top_logprobs"), tops);
     }

@@ -93,6 +93,14 @@ static void *loader_main(void *arg) {
         snprintf(srv->load_msg, sizeof srv->load_msg, "%s: %s: %s", srv->cfg.model_path,
                  inf_strerror(rc), inf_last_error());
     }
+    /* the token piece table for logprobs: computed here, never on the I/O thread */
+    if (rc == 0 && (rc = inf__pieces_build(m, &srv->pieces)) < 0) {
+        snprintf(srv->load_msg, sizeof srv->load_msg, "token pieces: %s", inf_strerror(rc));
+        inf_engine_destroy(e);
+        inf_model_free(m);
+        e = NULL;
+        m = NULL;
+    }
     srv->model = m;
     srv->engine = e;
     srv->load_error = rc;
@@ -157,6 +165,7 @@ static void wakeup(inf_server *srv) {
     }
     if (atomic_load(&srv->stop_requested) && !srv->shutting_down) begin_shutdown(srv);
     inf__dispatch_events(srv);
+    inf__prep_drain(srv);
     if (srv->shutting_down) shutdown_progress(srv);
 }
 
@@ -316,6 +325,7 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
     inf__rng_seed(&srv->rng, inf__time_ns() ^ (uint64_t)(uintptr_t)srv);
     srv->created = (int64_t)time(NULL);
 
+    json_object_seed(0); /* before the worker threads: jansson seeds its hashes once */
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -350,6 +360,10 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
         rc = inf__err(INF_EIO, "cannot listen on %s:%d", srv->host, cfg->port);
         goto fail;
     }
+    if (inf__prep_start(srv) < 0) {
+        rc = inf__err(INF_EINTERNAL, "server: cannot start the prep thread");
+        goto fail;
+    }
     if (pthread_create(&srv->loader, NULL, loader_main, srv) != 0) {
         rc = inf__err(INF_EINTERNAL, "server: cannot start the loader thread");
         goto fail;
@@ -381,6 +395,7 @@ void inf_server_stop(inf_server *srv) {
 void inf_server_destroy(inf_server *srv) {
     if (!srv) return;
     if (srv->loader_started) pthread_join(srv->loader, NULL);
+    inf__prep_stop(srv); /* before the context: it wakes the loop through it */
     if (srv->ticker_started) {
         atomic_store(&srv->ticker_stop, 1);
         pthread_join(srv->ticker, NULL);
@@ -393,6 +408,7 @@ void inf_server_destroy(inf_server *srv) {
     srv->engine = NULL;
     inf__calls_free_all(srv);
     inf__hmap_free(&srv->idmap);
+    inf__pieces_free(&srv->pieces);
     if (srv->model) inf_model_free(srv->model);
     inf__metrics_free(srv->metrics);
     inf__ratelimit_free(srv->rl);

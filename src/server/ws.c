@@ -67,7 +67,12 @@ static void tp_refuse(inf__conn *c, json_t *request_id, const inf__oa_err *e) {
     send_err(c, e, request_id);
 }
 
-static void tp_send_object(inf__call *call, json_t *obj) {
+static void tp_send_object(inf__call *call, int status, json_t *obj) {
+    (void)status; /* errors are frames of their own kind */
+    send_json(call->conn, obj, call->request_id);
+}
+
+static void tp_stream_chunk(inf__call *call, json_t *obj) {
     send_json(call->conn, obj, call->request_id);
 }
 
@@ -108,7 +113,7 @@ const inf__transport inf__ws_transport = {
     .send_object = tp_send_object,
     .send_error = tp_send_error,
     .stream_begin = tp_stream_begin,
-    .stream_chunk = tp_send_object,
+    .stream_chunk = tp_stream_chunk,
     .stream_end = tp_stream_end,
     .abort = tp_abort,
     .going_away = tp_going_away,
