@@ -3,8 +3,8 @@
  *
  * An inf__conn is attached to its wsi with lws_set_opaque_user_data (so it survives protocol
  * re-binding on the WebSocket upgrade) and freed at LWS_CALLBACK_WSI_DESTROY, after server.c has
- * detached its calls (dispatch.c). It starts with the HTTP transport; ws.c switches it to the
- * WebSocket one when the upgrade completes.
+ * detached its calls (dispatch.c). server.c creates it with the HTTP transport; ws.c switches it
+ * to the WebSocket one when the upgrade completes.
  * Output: every response goes through the connection's queue of buffers (each with LWS_PRE
  * headroom) and is written in writeable callbacks, one lws_write per callback; consecutive
  * small HTTP body buffers are coalesced, large WebSocket messages fragmented. When a buffer
@@ -19,14 +19,14 @@
 
 #define WRITE_CHUNK 65536
 
-inf__conn *inf__conn_get(inf_server *srv, struct lws *wsi) {
+inf__conn *inf__conn_get(inf_server *srv, struct lws *wsi, const inf__transport *tp) {
     inf__conn *c = lws_get_opaque_user_data(wsi);
     if (c) return c;
     c = inf__calloc(1, sizeof *c);
     if (!c) return NULL;
     c->wsi = wsi;
     c->srv = srv;
-    c->tp = &inf__http_transport;
+    c->tp = tp;
     c->rate_key = -1;
     lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
     c->all_next = srv->conns;
@@ -132,7 +132,7 @@ static inf__out *coalesce(inf__conn *c) {
 
 int inf__conn_write(inf__conn *c) {
     inf__out *o = c->out_head;
-    if (!o) return c->close_after && c->tp == &inf__http_transport ? -1 : 0;
+    if (!o) return c->close_after ? -1 : 0; /* WebSockets close through INF__OUT_WS_CLOSE */
     struct lws *wsi = c->wsi;
     if (o->kind == INF__OUT_WS_CLOSE) {
         lws_close_reason(wsi, (enum lws_close_status)c->ws.close_code,

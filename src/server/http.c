@@ -607,7 +607,7 @@ int inf__chunked_feed(inf__chunked *d, const unsigned char *in, size_t len, size
                       int (*sink)(void *user, const unsigned char *p, size_t n), void *user) {
     size_t max_framing = ((size_t)64 << 10) + 4 * INF_MIN(d->max_data, SIZE_MAX / 8);
     size_t i = 0;
-    int rc = 0;
+    int rc = d->failed; /* a decoder that failed stays failed */
     while (i < len && !rc) {
         int st = d->state;
         if (st == CH_DONE) {
@@ -699,6 +699,7 @@ int inf__chunked_feed(inf__chunked *d, const unsigned char *in, size_t len, size
         default: rc = -1; break;
         }
     }
+    if (rc < 0) d->failed = rc;
     if (used) *used = i;
     return rc;
 }

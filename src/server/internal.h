@@ -200,6 +200,7 @@ typedef struct inf__chunked {
     size_t framing;   /* framing bytes seen (size lines, extensions, trailers) */
     size_t max_data;  /* data bytes allowed in all */
     size_t data;      /* data bytes so far */
+    int failed;       /* the error code once failed (sticky) */
 } inf__chunked;
 
 /* Feeds len bytes. Data bytes go to sink(user, p, n) (which returns 0, or -1 to stop with -2).
@@ -337,8 +338,8 @@ static inline bool inf__srv_ready(const inf_server *srv) {
 }
 
 /* ---- conn.c ---- */
-/* The connection of wsi, created (HTTP transport, not yet linked to any call) on first use. */
-inf__conn *inf__conn_get(inf_server *srv, struct lws *wsi);
+/* The connection of wsi, created with transport tp on first use. */
+inf__conn *inf__conn_get(inf_server *srv, struct lws *wsi, const inf__transport *tp);
 /* Frees the connection of wsi (its calls must have been detached). */
 void inf__conn_destroy(inf_server *srv, struct lws *wsi);
 /* Output queue: appends a payload (copied) and asks for a writeable callback. */
@@ -396,8 +397,8 @@ int inf__prep_start(inf_server *srv);
 void inf__prep_stop(inf_server *srv);
 /* Hands a call to the worker (I/O thread). */
 void inf__prep_push(inf_server *srv, inf__call *call);
-/* Takes back every prepared call, oldest first, and passes each to inf__call_prepared. */
-void inf__prep_drain(inf_server *srv);
+/* Takes back one prepared call, oldest first (I/O thread); NULL when none is done. */
+inf__call *inf__prep_take(inf_server *srv);
 int inf__pieces_build(const inf_model *model, inf__pieces *out);
 void inf__pieces_free(inf__pieces *p);
 

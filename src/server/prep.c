@@ -6,8 +6,8 @@
  * the model's template, tokenizes text prompts, checks every prompt against the engine's
  * effective context (with OpenAI's wording), makes the prompt text for echo, and runs the local
  * /tokenize and /detokenize endpoints. The prepared call goes back on the done list and the I/O
- * thread is woken (lws_cancel_service, the one thread-safe lws call); inf__prep_drain hands it
- * to dispatch.c, which submits it to the engine (on the I/O thread, so every engine id is in the
+ * thread is woken (lws_cancel_service, the one thread-safe lws call), takes it back with
+ * inf__prep_take and hands it to dispatch.c, which submits it to the engine (on the I/O thread, so every engine id is in the
  * id map before its first event can be routed).
  *
  * Ownership: while call->preparing is set the worker owns call->req and the call's local_* and
@@ -177,28 +177,19 @@ void inf__prep_push(inf_server *srv, inf__call *call) {
     pthread_mutex_unlock(&q->mu);
 }
 
-void inf__prep_drain(inf_server *srv) {
+inf__call *inf__prep_take(inf_server *srv) {
     inf__prep *q = &srv->prep;
-    if (!q->started) return;
+    if (!q->started) return NULL;
     pthread_mutex_lock(&q->mu);
-    inf__call *list = q->done;
-    q->done = NULL;
+    /* the done list is newest first: take the oldest, so requests start in arrival order */
+    inf__call **pp = &q->done;
+    while (*pp && (*pp)->prep_next)
+        pp = &(*pp)->prep_next;
+    inf__call *call = *pp;
+    if (call) *pp = NULL;
     pthread_mutex_unlock(&q->mu);
-    /* the done list is newest first: reverse it so requests start in arrival order */
-    inf__call *rev = NULL;
-    while (list) {
-        inf__call *next = list->prep_next;
-        list->prep_next = rev;
-        rev = list;
-        list = next;
-    }
-    while (rev) {
-        inf__call *next = rev->prep_next;
-        rev->prep_next = NULL;
-        rev->preparing = false;
-        inf__call_prepared(rev);
-        rev = next;
-    }
+    if (call) call->preparing = false;
+    return call;
 }
 
 /* ---- token pieces -------------------------------------------------------------------------- */

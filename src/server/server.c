@@ -165,7 +165,8 @@ static void wakeup(inf_server *srv) {
     }
     if (atomic_load(&srv->stop_requested) && !srv->shutting_down) begin_shutdown(srv);
     inf__dispatch_events(srv);
-    inf__prep_drain(srv);
+    for (inf__call *call; (call = inf__prep_take(srv));)
+        inf__call_prepared(call);
     if (srv->shutting_down) shutdown_progress(srv);
 }
 
@@ -207,9 +208,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: wakeup(srv); return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: /* tracked from the start (431) */
-        return inf__conn_get(srv, wsi) ? 0 : -1;
+        return inf__conn_get(srv, wsi, &inf__http_transport) ? 0 : -1;
     case LWS_CALLBACK_HTTP:
-        if (!(c = inf__conn_get(srv, wsi))) return -1;
+        if (!(c = inf__conn_get(srv, wsi, &inf__http_transport))) return -1;
         return inf__http_request(c, (const char *)in);
     case LWS_CALLBACK_HTTP_BODY:
         if (!(c = lws_get_opaque_user_data(wsi))) return -1;
@@ -222,10 +223,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!(c = lws_get_opaque_user_data(wsi))) return 0;
         return inf__conn_write(c);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        if (!(c = inf__conn_get(srv, wsi))) return -1;
+        if (!(c = inf__conn_get(srv, wsi, &inf__http_transport))) return -1;
         return inf__ws_filter(c, wsi);
     case LWS_CALLBACK_ESTABLISHED:
-        if (!(c = inf__conn_get(srv, wsi))) return -1;
+        if (!(c = inf__conn_get(srv, wsi, &inf__http_transport))) return -1;
         inf__ws_established(c);
         return 0;
     case LWS_CALLBACK_RECEIVE:

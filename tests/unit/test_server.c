@@ -254,6 +254,13 @@ static void test_chunked_malformed(void **state) {
     assert_int_equal(feed("5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n", 3, 8, &b), -2);
     assert_int_equal(feed("ffffffff\r\n", 1, 1 << 20, &b), -2); /* declared over the limit */
     assert_int_equal(feed("5\r\nhel", 2, 1 << 20, &b), 0);       /* incomplete */
+    /* a failed decoder stays failed, whatever follows */
+    inf__chunked d = {.max_data = 64};
+    assert_int_equal(inf__chunked_feed(&d, (const unsigned char *)"5\r\nhelloX", 11, NULL, sink,
+                                       &b),
+                     -1);
+    assert_int_equal(inf__chunked_feed(&d, (const unsigned char *)"0\r\n\r\n", 5, NULL, sink, &b),
+                     -1);
 }
 
 static void test_request_id_equality(void **state) {
