@@ -44,11 +44,8 @@ int64_t inf_tokenizer_piece(const inf_tokenizer *t, int32_t tok, bool render_spe
 /* Decodes a token sequence: the pieces concatenated (control tokens rendered only with
  * render_special). With add_space_prefix (SPM) the leading space of the first piece is dropped
  * when that piece starts the sequence or directly follows a leading BOS, so decode(encode(x))
- * == x for valid UTF-8 x (SPM: x without U+2581, its escape for a space, which decodes as a
- * space). Invalid UTF-8 does not come back unchanged, as in llama.cpp: BPE reads invalid bytes as
- * U+FFFD; SPM's byte fallback may keep a following space's U+2581 escape as bytes. WPM: the
- * leading space of the output text is dropped (words are lowercased and split at punctuation, so
- * no round trip). llama.cpp's clean-up of spaces before punctuation is not applied.
+ * == x. WPM: the leading space of the output text is dropped (words are lowercased and split at
+ * punctuation, so no round trip). llama.cpp's clean-up of spaces before punctuation is not applied.
  * Raw bytes: may be invalid UTF-8 (byte tokens). *out new (free with free()), NUL-terminated, *len
  * excludes it. */
 int inf_tokenizer_decode(const inf_tokenizer *t, const int32_t *toks, int64_t n,
