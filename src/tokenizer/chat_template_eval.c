@@ -743,10 +743,15 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
             return mk_int(!strcmp(op, "//") ? dq : m);
         }
         if (!strcmp(op, "**") && q >= 0) {
-            int64_t acc = 1;
-            for (int64_t i = 0; i < q; i++)
-                if (__builtin_mul_overflow(acc, p, &acc))
+            /* square-and-multiply: O(log q) steps, so 1 ** 10**18 cannot hang; |p| >= 2 makes
+             * every factor at least as large as a squared base that overflows */
+            int64_t acc = 1, base = p;
+            for (uint64_t e = (uint64_t)q; e; e >>= 1) {
+                if ((e & 1) && __builtin_mul_overflow(acc, base, &acc))
                     inf__ct_fail(c, "line %d: overflow", line);
+                if (e > 1 && __builtin_mul_overflow(base, base, &base))
+                    inf__ct_fail(c, "line %d: overflow", line);
+            }
             return mk_int(acc);
         }
     }

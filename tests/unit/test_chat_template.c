@@ -810,6 +810,17 @@ static void test_limits(void **state) {
                             &out),
                      INF_EINVAL);
     assert_int_equal(render("{{ 'x' * 1000000000000 }}", &out), INF_EINVAL);
+    /* integer powers take O(log exponent) steps (fuzz_chat_template found 1 ** 10**17 hanging) */
+    assert_int_equal(render("{{ 1 ** 1000000000000000000 }} {{ (-1) ** 999999999999999999 }} "
+                            "{{ 0 ** 4000000000000000000 }} {{ 0 ** 0 }} {{ (-2) ** 63 }} "
+                            "{{ 3 ** 39 }} {{ 2 ** 10 }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "1 -1 0 1 -9223372036854775808 4052555153018976267 1024");
+    free(out);
+    assert_int_equal(render("{{ 2 ** 63 }}", &out), INF_EINVAL);
+    assert_int_equal(render("{{ 3 ** 40 }}", &out), INF_EINVAL);
+    assert_int_equal(render("{{ (-3) ** 41 }}", &out), INF_EINVAL);
     assert_true(inf__time_s() - t0 < 20);
     /* deep nesting is an error, not a stack overflow */
     inf_sb sb = {0};
