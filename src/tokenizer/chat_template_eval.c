@@ -372,9 +372,10 @@ static val call_value(ct *c, val fn, args *a, int line) {
         }
         if (st == 0) inf__ct_fail(c, "line %d: range() step is zero", line);
         vlist *l = inf__ct_list_new(c, 8);
-        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi;) {
             step(c);
             inf__ct_list_push(c, l, mk_int(i));
+            if (__builtin_add_overflow(i, st, &i)) break; /* past any int64 bound */
         }
         return mk_list(l);
     }
@@ -798,11 +799,12 @@ static val eval_slice(ct *c, frame *f, const node *nd, val obj) {
     if (obj.t == V_STR && s == 1) return mk_str(obj.s.p + a, b > a ? (size_t)(b - a) : 0);
     vlist *r = inf__ct_list_new(c, 8);
     asb sb = {c, NULL, 0, 0};
-    for (int64_t i = a; s > 0 ? i < b : i > b; i += s) {
+    for (int64_t i = a; s > 0 ? i < b : i > b;) {
         if (obj.t == V_LIST)
             inf__ct_list_push(c, r, obj.l->v[i]);
         else
             inf__ct_sb_putc(&sb, obj.s.p[i]);
+        if (__builtin_add_overflow(i, s, &i)) break; /* a huge step leaves the sequence */
     }
     if (obj.t == V_STR) return inf__ct_sb_val(c, &sb);
     return mk_list(r);

@@ -821,6 +821,15 @@ static void test_limits(void **state) {
     assert_int_equal(render("{{ 2 ** 63 }}", &out), INF_EINVAL);
     assert_int_equal(render("{{ 3 ** 40 }}", &out), INF_EINVAL);
     assert_int_equal(render("{{ (-3) ** 41 }}", &out), INF_EINVAL);
+    /* range and slice steps that would step past int64 end the sequence (no overflow) */
+    assert_int_equal(render("{{ range(9223372036854775806, 9223372036854775807, "
+                            "9223372036854775807) | list }} {{ range(-9223372036854775807, "
+                            "-9223372036854775807 - 1, -9) | list }} {{ [1, 2, 3][2::"
+                            "-9223372036854775807] }} {{ 'abc'[0::9223372036854775807] }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "[9223372036854775806] [-9223372036854775807] [3] a");
+    free(out);
     assert_true(inf__time_s() - t0 < 20);
     /* deep nesting is an error, not a stack overflow */
     inf_sb sb = {0};
