@@ -545,7 +545,13 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "int")) {
         double x;
-        if (inf__ct_num(v, &x)) return mk_int((int64_t)x);
+        if (v.t == V_INT) return v;
+        if (inf__ct_num(v, &x)) {
+            if (isnan(x)) return mk_int(0); /* jinja2: the default on ValueError */
+            if (!(x >= -0x1p63 && x < 0x1p63)) /* the doubles that fit int64 */
+                inf__ct_fail(c, "line %d: int: %g out of range", line, x);
+            return mk_int((int64_t)x);
+        }
         if (v.t == V_STR) {
             char *z = inf__ct_strndup(c, v.s.p, v.s.n);
             return mk_int(strtoll(z, NULL, 10));
@@ -559,6 +565,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         return mk_float(0);
     }
     if (vstr_is(name, "abs")) {
+        if (v.t == V_INT && v.i == INT64_MIN) return mk_float(-(double)v.i);
         if (v.t == V_INT) return mk_int(v.i < 0 ? -v.i : v.i);
         if (v.t == V_FLOAT) return mk_float(fabs(v.f));
         inf__ct_fail(c, "line %d: abs needs a number", line);
@@ -867,7 +874,9 @@ static val eval(ct *c, frame *f, const node *nd) {
     case N_NEG:
     case N_POS: {
         val v = eval(c, f, nd->a);
-        if (v.t == V_INT)
+        if (v.t == V_INT && nd->kind == N_NEG && v.i == INT64_MIN)
+            r = mk_float(-(double)v.i); /* like + - * on overflow: a float, never UB */
+        else if (v.t == V_INT)
             r = mk_int(nd->kind == N_NEG ? -v.i : v.i);
         else if (v.t == V_FLOAT)
             r = mk_float(nd->kind == N_NEG ? -v.f : v.f);

@@ -830,6 +830,15 @@ static void test_limits(void **state) {
                      0);
     assert_string_equal(out, "[9223372036854775806] [-9223372036854775807] [3] a");
     free(out);
+    /* int64 edges: negation and abs of the minimum become floats, int of a float checks range */
+    assert_int_equal(render("{{ -(-9223372036854775807 - 1) > 0 }} {{ ((-9223372036854775807 - 1) "
+                            "| abs) > 0 }} {{ 9223372036854775807 | int }} "
+                            "{{ -9.223372036854775808e18 | int }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "True True 9223372036854775807 -9223372036854775808");
+    free(out);
+    assert_int_equal(render("{{ 1e308 | int }}", &out), INF_EINVAL);
     assert_true(inf__time_s() - t0 < 20);
     /* deep nesting is an error, not a stack overflow */
     inf_sb sb = {0};
