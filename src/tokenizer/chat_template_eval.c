@@ -656,14 +656,17 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         vlist *l = iter_list(c, v, line);
         if (vstr_is(name, "sum")) {
             double s = 0;
+            int64_t si = 0; /* exact while every term is an int and the sum fits */
             bool fl = false;
             for (size_t i = 0; i < l->n; i++) {
                 double x;
-                if (!inf__ct_num(l->v[i], &x)) inf__ct_fail(c, "line %d: sum needs numbers", line);
-                fl |= l->v[i].t == V_FLOAT;
+                val t = l->v[i];
+                if (!inf__ct_num(t, &x)) inf__ct_fail(c, "line %d: sum needs numbers", line);
+                fl |= t.t == V_FLOAT ||
+                      __builtin_add_overflow(si, t.t == V_INT ? t.i : t.t == V_BOOL, &si);
                 s += x;
             }
-            return fl ? mk_float(s) : mk_int((int64_t)s);
+            return fl ? mk_float(s) : mk_int(si);
         }
         if (!l->n) return mk_undef();
         val best = l->v[0];

@@ -839,6 +839,12 @@ static void test_limits(void **state) {
     assert_string_equal(out, "True True 9223372036854775807 -9223372036854775808");
     free(out);
     assert_int_equal(render("{{ 1e308 | int }}", &out), INF_EINVAL);
+    assert_int_equal(render("{{ [9223372036854775807, -1, true] | sum }} {{ [9223372036854775807, "
+                            "9223372036854775807] | sum > 1e19 }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "9223372036854775807 True");
+    free(out);
     assert_true(inf__time_s() - t0 < 20);
     /* deep nesting is an error, not a stack overflow */
     inf_sb sb = {0};
