@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --if-missing install only when some package is missing
 set -e
 PKGS="build-essential cmake pkg-config libwebsockets-dev libjansson-dev libpcre2-dev libcmocka-dev
-python3 python3-pytest python3-websockets python3-httpx nodejs npm"
+python3 python3-pytest python3-websockets python3-httpx nodejs npm clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -372,9 +372,10 @@ static val call_value(ct *c, val fn, args *a, int line) {
         }
         if (st == 0) inf__ct_fail(c, "line %d: range() step is zero", line);
         vlist *l = inf__ct_list_new(c, 8);
-        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi;) {
             step(c);
             inf__ct_list_push(c, l, mk_int(i));
+            if (__builtin_add_overflow(i, st, &i)) break; /* past any int64 bound */
         }
         return mk_list(l);
     }
@@ -544,7 +545,13 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
     }
     if (vstr_is(name, "int")) {
         double x;
-        if (inf__ct_num(v, &x)) return mk_int((int64_t)x);
+        if (v.t == V_INT) return v;
+        if (inf__ct_num(v, &x)) {
+            if (isnan(x)) return mk_int(0); /* jinja2: the default on ValueError */
+            if (!(x >= -0x1p63 && x < 0x1p63)) /* the doubles that fit int64 */
+                inf__ct_fail(c, "line %d: int: %g out of range", line, x);
+            return mk_int((int64_t)x);
+        }
         if (v.t == V_STR) {
             char *z = inf__ct_strndup(c, v.s.p, v.s.n);
             return mk_int(strtoll(z, NULL, 10));
@@ -558,6 +565,7 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         return mk_float(0);
     }
     if (vstr_is(name, "abs")) {
+        if (v.t == V_INT && v.i == INT64_MIN) return mk_float(-(double)v.i);
         if (v.t == V_INT) return mk_int(v.i < 0 ? -v.i : v.i);
         if (v.t == V_FLOAT) return mk_float(fabs(v.f));
         inf__ct_fail(c, "line %d: abs needs a number", line);
@@ -648,14 +656,17 @@ static val apply_filter(ct *c, vstr name, val v, args *a, int line) {
         vlist *l = iter_list(c, v, line);
         if (vstr_is(name, "sum")) {
             double s = 0;
+            int64_t si = 0; /* exact while every term is an int and the sum fits */
             bool fl = false;
             for (size_t i = 0; i < l->n; i++) {
                 double x;
-                if (!inf__ct_num(l->v[i], &x)) inf__ct_fail(c, "line %d: sum needs numbers", line);
-                fl |= l->v[i].t == V_FLOAT;
+                val t = l->v[i];
+                if (!inf__ct_num(t, &x)) inf__ct_fail(c, "line %d: sum needs numbers", line);
+                fl |= t.t == V_FLOAT ||
+                      __builtin_add_overflow(si, t.t == V_INT ? t.i : t.t == V_BOOL, &si);
                 s += x;
             }
-            return fl ? mk_float(s) : mk_int((int64_t)s);
+            return fl ? mk_float(s) : mk_int(si);
         }
         if (!l->n) return mk_undef();
         val best = l->v[0];
@@ -743,10 +754,15 @@ static val arith(ct *c, const char *op, val x, val y, int line) {
             return mk_int(!strcmp(op, "//") ? dq : m);
         }
         if (!strcmp(op, "**") && q >= 0) {
-            int64_t acc = 1;
-            for (int64_t i = 0; i < q; i++)
-                if (__builtin_mul_overflow(acc, p, &acc))
+            /* square-and-multiply: O(log q) steps, so 1 ** 10**18 cannot hang; |p| >= 2 makes
+             * every factor at least as large as a squared base that overflows */
+            int64_t acc = 1, base = p;
+            for (uint64_t e = (uint64_t)q; e; e >>= 1) {
+                if ((e & 1) && __builtin_mul_overflow(acc, base, &acc))
                     inf__ct_fail(c, "line %d: overflow", line);
+                if (e > 1 && __builtin_mul_overflow(base, base, &base))
+                    inf__ct_fail(c, "line %d: overflow", line);
+            }
             return mk_int(acc);
         }
     }
@@ -793,11 +809,12 @@ static val eval_slice(ct *c, frame *f, const node *nd, val obj) {
     if (obj.t == V_STR && s == 1) return mk_str(obj.s.p + a, b > a ? (size_t)(b - a) : 0);
     vlist *r = inf__ct_list_new(c, 8);
     asb sb = {c, NULL, 0, 0};
-    for (int64_t i = a; s > 0 ? i < b : i > b; i += s) {
+    for (int64_t i = a; s > 0 ? i < b : i > b;) {
         if (obj.t == V_LIST)
             inf__ct_list_push(c, r, obj.l->v[i]);
         else
             inf__ct_sb_putc(&sb, obj.s.p[i]);
+        if (__builtin_add_overflow(i, s, &i)) break; /* a huge step leaves the sequence */
     }
     if (obj.t == V_STR) return inf__ct_sb_val(c, &sb);
     return mk_list(r);
@@ -860,7 +877,9 @@ static val eval(ct *c, frame *f, const node *nd) {
     case N_NEG:
     case N_POS: {
         val v = eval(c, f, nd->a);
-        if (v.t == V_INT)
+        if (v.t == V_INT && nd->kind == N_NEG && v.i == INT64_MIN)
+            r = mk_float(-(double)v.i); /* like + - * on overflow: a float, never UB */
+        else if (v.t == V_INT)
             r = mk_int(nd->kind == N_NEG ? -v.i : v.i);
         else if (v.t == V_FLOAT)
             r = mk_float(nd->kind == N_NEG ? -v.f : v.f);

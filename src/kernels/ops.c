@@ -305,20 +305,23 @@ void inf_op_add(float *y, const float *x, int64_t n) {
  * partial j plus partial j + g/2 — exactly lanes_sum's tree, so a dot reduced jointly equals the
  * same dot reduced alone. */
 INF_INLINE v16 halve(v16 a, v16 b, int g) {
-    static const vi16 lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-    static const vi16 hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-    static const vi16 lo4 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
-    static const vi16 hi4 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-    static const vi16 lo2 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
-    static const vi16 hi2 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
-    static const vi16 lo1 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    static const vi16 hi1 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+    /* __builtin_shufflevector (clang, gcc >= 12) takes constant lane indices into a ++ b. */
+#define SHUF(...) __builtin_shufflevector(a, b, __VA_ARGS__)
     switch (g) {
-    case 16: return __builtin_shuffle(a, b, lo8) + __builtin_shuffle(a, b, hi8);
-    case 8: return __builtin_shuffle(a, b, lo4) + __builtin_shuffle(a, b, hi4);
-    case 4: return __builtin_shuffle(a, b, lo2) + __builtin_shuffle(a, b, hi2);
-    default: return __builtin_shuffle(a, b, lo1) + __builtin_shuffle(a, b, hi1);
+    case 16:
+        return SHUF(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               SHUF(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    case 8:
+        return SHUF(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               SHUF(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    case 4:
+        return SHUF(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+               SHUF(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    default:
+        return SHUF(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+               SHUF(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     }
+#undef SHUF
 }
 
 /* scores[j] = scale * q.k_j. Sixteen keys at a time: sixteen independent accumulator chains,

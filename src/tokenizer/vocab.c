@@ -326,8 +326,8 @@ static int load_specials(inf_tokenizer *t, const inf_gguf *g) {
         "<EOT>",
         "_<EOT>",
         "[EOT]",
-        "<\xef\xbd\x9c"
-        "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+        ("<\xef\xbd\x9c"
+         "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
         "<end_of_utterance>",
     };
     static const char *const eom_texts[] = {"<|eom_id|>"};

@@ -810,6 +810,41 @@ static void test_limits(void **state) {
                             &out),
                      INF_EINVAL);
     assert_int_equal(render("{{ 'x' * 1000000000000 }}", &out), INF_EINVAL);
+    /* integer powers take O(log exponent) steps (fuzz_chat_template found 1 ** 10**17 hanging) */
+    assert_int_equal(render("{{ 1 ** 1000000000000000000 }} {{ (-1) ** 999999999999999999 }} "
+                            "{{ 0 ** 4000000000000000000 }} {{ 0 ** 0 }} {{ (-2) ** 63 }} "
+                            "{{ 3 ** 39 }} {{ 2 ** 10 }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "1 -1 0 1 -9223372036854775808 4052555153018976267 1024");
+    free(out);
+    assert_int_equal(render("{{ 2 ** 63 }}", &out), INF_EINVAL);
+    assert_int_equal(render("{{ 3 ** 40 }}", &out), INF_EINVAL);
+    assert_int_equal(render("{{ (-3) ** 41 }}", &out), INF_EINVAL);
+    /* range and slice steps that would step past int64 end the sequence (no overflow) */
+    assert_int_equal(render("{{ range(9223372036854775806, 9223372036854775807, "
+                            "9223372036854775807) | list }} {{ range(-9223372036854775807, "
+                            "-9223372036854775807 - 1, -9) | list }} {{ [1, 2, 3][2::"
+                            "-9223372036854775807] }} {{ 'abc'[0::9223372036854775807] }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "[9223372036854775806] [-9223372036854775807] [3] a");
+    free(out);
+    /* int64 edges: negation and abs of the minimum become floats, int of a float checks range */
+    assert_int_equal(render("{{ -(-9223372036854775807 - 1) > 0 }} {{ ((-9223372036854775807 - 1) "
+                            "| abs) > 0 }} {{ 9223372036854775807 | int }} "
+                            "{{ -9.223372036854775808e18 | int }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "True True 9223372036854775807 -9223372036854775808");
+    free(out);
+    assert_int_equal(render("{{ 1e308 | int }}", &out), INF_EINVAL);
+    assert_int_equal(render("{{ [9223372036854775807, -1, true] | sum }} {{ [9223372036854775807, "
+                            "9223372036854775807] | sum > 1e19 }}",
+                            &out),
+                     0);
+    assert_string_equal(out, "9223372036854775807 True");
+    free(out);
     assert_true(inf__time_s() - t0 < 20);
     /* deep nesting is an error, not a stack overflow */
     inf_sb sb = {0};
