@@ -3,7 +3,9 @@
  * separated; with --decode, reads token ids instead and writes their text. Loads the model
  * vocab-only (weights are not needed). Public API only.
  *
- * -f reads the file's bytes exactly (no newline handling); -p takes the argument's bytes.
+ * -f reads the file's bytes exactly (no newline handling); -p takes the argument's bytes. Any
+ * bytes tokenize, invalid UTF-8 included, and --decode writes the decoded bytes unchanged (no
+ * U+FFFD), so `tokenize -f F` then `--decode` gives F back (see inf_tokenize for the limits).
  * --separator runs many texts through one process (one output line each): the vocabulary
  * conformance tests use it to avoid loading the vocabulary once per string.
  * Exit status: 0 ok, 1 load/tokenize failure (one line on stderr), 2 bad command line.

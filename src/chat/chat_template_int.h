@@ -1,6 +1,8 @@
 /*
- * chat_template_int.h — internals shared by chat_template.c (arena, lexer, parser) and
- * chat_template_eval.c (values, filters, evaluation, entry point). Not a public header.
+ * chat_template_int.h — internals shared by chat_template.c (arena, string builder, lexer,
+ * parser), chat_template_value.c (lists, dicts, truthiness, comparison, printing) and
+ * chat_template_eval.c (filters, tests, evaluation, the entry point). Other modules include
+ * chat/chat.h instead.
  */
 #ifndef INF_CHAT_TEMPLATE_INT_H
 #define INF_CHAT_TEMPLATE_INT_H

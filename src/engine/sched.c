@@ -50,16 +50,6 @@ void inf__seq_free(inf_seq *s) {
     s->pages = s->slots = NULL;
 }
 
-const char *inf__seq_state_name(int state) {
-    switch (state) {
-    case INF_SEQ_QUEUED: return "queued";
-    case INF_SEQ_PREFILL: return "prefill";
-    case INF_SEQ_DECODE: return "decode";
-    case INF_SEQ_FINISHED: return "finished";
-    default: return "?";
-    }
-}
-
 void inf__seq_transition(inf_seq *s, int to) {
     int from = s->state;
     bool ok = false;

@@ -58,7 +58,6 @@ int inf__seq_init(inf_seq *s, const int32_t *prompt, int64_t n_prompt, int64_t c
 void inf__seq_free(inf_seq *s);
 /* The only state change; asserts that the transition is allowed. */
 void inf__seq_transition(inf_seq *s, int to);
-const char *inf__seq_state_name(int state);
 
 typedef struct inf_sched_item {
     inf_seq *seq;

@@ -266,71 +266,19 @@ static int split_regex(const pcre2_code *re, const char *text, const spans *in, 
 
 /* ---- merges ------------------------------------------------------------------------------- */
 
-typedef struct bpe_sym {
-    int32_t prev, next;
-    uint32_t off, n;
-} bpe_sym;
-
-typedef struct bpe_bigram {
-    int32_t left, right, rank;
-    uint32_t size;
-} bpe_bigram;
-
-static bool bpe_before(const bpe_bigram *a, const bpe_bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-typedef struct bpe_heap {
-    bpe_bigram *v;
-    int64_t n, cap;
-} bpe_heap;
-
-static bool bpe_heap_push(bpe_heap *h, bpe_bigram b) {
-    if (h->n == h->cap) {
-        int64_t nc = h->cap ? h->cap * 2 : 64;
-        bpe_bigram *nv = inf__realloc_array(h->v, (size_t)nc, sizeof *nv);
-        if (!nv) return false;
-        h->v = nv, h->cap = nc;
-    }
-    int64_t i = h->n++;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!bpe_before(&b, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return true;
-}
-
-static bpe_bigram bpe_heap_pop(bpe_heap *h) {
-    bpe_bigram top = h->v[0], last = h->v[--h->n];
-    int64_t i = 0;
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && bpe_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bpe_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
-
 typedef struct bpe_work {
     const inf_tokenizer *t;
     const char *w; /* the byte-encoded word */
-    bpe_sym *sym;
+    inf__sym *sym;
     int64_t cap_sym;
-    bpe_heap heap;
+    inf__bigram_heap heap;
     char *key; /* "left right" scratch */
     size_t key_cap;
 } bpe_work;
 
 static bool bpe_try_add(bpe_work *k, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return true;
-    const bpe_sym *L = &k->sym[l], *R = &k->sym[r];
+    const inf__sym *L = &k->sym[l], *R = &k->sym[r];
     size_t need = (size_t)L->n + R->n + 1;
     if (need > k->key_cap) {
         char *nk = realloc(k->key, need * 2);
@@ -342,8 +290,8 @@ static bool bpe_try_add(bpe_work *k, int32_t l, int32_t r) {
     memcpy(k->key + L->n + 1, k->w + R->off, R->n);
     int32_t rank = inf__smap_get(&k->t->merge_map, k->key, need);
     if (rank < 0) return true;
-    bpe_bigram b = {l, r, rank, L->n + R->n};
-    return bpe_heap_push(&k->heap, b);
+    inf__bigram b = {l, r, L->n + R->n, (double)rank};
+    return inf__bigram_push(&k->heap, b);
 }
 
 /* Merges one byte-encoded word and appends its tokens. */
@@ -357,7 +305,7 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
         }
     }
     if ((int64_t)wlen > k->cap_sym) {
-        bpe_sym *ns = inf__realloc_array(k->sym, wlen, sizeof *ns);
+        inf__sym *ns = inf__realloc_array(k->sym, wlen, sizeof *ns);
         if (!ns) return inf__err(INF_ENOMEM, "tokenizer: out of memory");
         k->sym = ns, k->cap_sym = (int64_t)wlen;
     }
@@ -366,7 +314,7 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
     int64_t n = 0;
     for (size_t off = 0; off < wlen; n++) {
         size_t cl = inf__tok_sym_len(w + off, wlen - off);
-        k->sym[n] = (bpe_sym){(int32_t)n - 1, -1, (uint32_t)off, (uint32_t)cl};
+        k->sym[n] = (inf__sym){(int32_t)n - 1, -1, (uint32_t)off, (uint32_t)cl};
         off += cl;
         if (off < wlen) k->sym[n].next = (int32_t)n + 1;
     }
@@ -374,8 +322,8 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
         if (!bpe_try_add(k, (int32_t)i - 1, (int32_t)i))
             return inf__err(INF_ENOMEM, "tokenizer: out of memory");
     while (k->heap.n > 0) {
-        bpe_bigram b = bpe_heap_pop(&k->heap);
-        bpe_sym *L = &k->sym[b.left], *R = &k->sym[b.right];
+        inf__bigram b = inf__bigram_pop(&k->heap);
+        inf__sym *L = &k->sym[b.left], *R = &k->sym[b.right];
         if (L->n == 0 || R->n == 0 || L->n + R->n != b.size) continue; /* outdated */
         L->n += R->n;
         R->n = 0;
@@ -385,7 +333,7 @@ static int bpe_word(bpe_work *k, const char *w, size_t wlen, inf__ids *out) {
             return inf__err(INF_ENOMEM, "tokenizer: out of memory");
     }
     for (int32_t i = 0; n > 0 && i != -1; i = k->sym[i].next) {
-        const bpe_sym *s = &k->sym[i];
+        const inf__sym *s = &k->sym[i];
         int32_t id = inf__smap_get(&t->tok_map, w + s->off, s->n);
         if (id >= 0) {
             inf__ids_push(out, id);

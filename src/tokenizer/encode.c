@@ -21,68 +21,15 @@
 
 /* ---- SPM ---------------------------------------------------------------------------------- */
 
-typedef struct spm_sym {
-    int32_t prev, next;
-    uint32_t off, n; /* bytes of the escaped text; n == 0 once merged away */
-} spm_sym;
-
-typedef struct spm_bigram {
-    int32_t left, right;
-    float score;
-    uint32_t size;
-} spm_bigram;
-
-/* llama.cpp's priority: higher score first, then the leftmost pair. */
-static bool spm_before(const spm_bigram *a, const spm_bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-typedef struct spm_heap {
-    spm_bigram *v;
-    int64_t n, cap;
-} spm_heap;
-
-static bool spm_heap_push(spm_heap *h, spm_bigram b) {
-    if (h->n == h->cap) {
-        int64_t nc = h->cap ? h->cap * 2 : 64;
-        spm_bigram *nv = inf__realloc_array(h->v, (size_t)nc, sizeof *nv);
-        if (!nv) return false;
-        h->v = nv, h->cap = nc;
-    }
-    int64_t i = h->n++;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!spm_before(&b, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return true;
-}
-
-static spm_bigram spm_heap_pop(spm_heap *h) {
-    spm_bigram top = h->v[0], last = h->v[--h->n];
-    int64_t i = 0;
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && spm_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!spm_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
-
-static bool spm_try_add(const inf_tokenizer *t, const char *s, const spm_sym *sym, int32_t l,
-                        int32_t r, spm_heap *h) {
+static bool spm_try_add(const inf_tokenizer *t, const char *s, const inf__sym *sym, int32_t l,
+                        int32_t r, inf__bigram_heap *h) {
     if (l < 0 || r < 0) return true;
     uint32_t size = sym[l].n + sym[r].n;
     int32_t id = inf__smap_get(&t->tok_map, s + sym[l].off, size);
     if (id < 0) return true;
-    spm_bigram b = {l, r, t->score[id], size};
-    return spm_heap_push(h, b);
+    /* higher score first: the queue pops the lowest prio */
+    inf__bigram b = {l, r, size, -(double)t->score[id]};
+    return inf__bigram_push(h, b);
 }
 
 static void spm_emit_bytes(const inf_tokenizer *t, const char *s, size_t n, inf__ids *out) {
@@ -97,8 +44,8 @@ int inf__spm_encode(const inf_tokenizer *t, const char *s, size_t len, inf__ids 
     if (len == 0) return 0;
     if (len >= INT32_MAX) return inf__err(INF_ERANGE, "tokenizer: text of %zu bytes", len);
     int64_t n = 0;
-    spm_sym *sym = inf__calloc(len, sizeof *sym);
-    spm_heap h = {0};
+    inf__sym *sym = inf__calloc(len, sizeof *sym);
+    inf__bigram_heap h = {0};
     if (!sym) return inf__err(INF_ENOMEM, "tokenizer: out of memory");
     for (size_t off = 0; off < len; n++) {
         size_t cl = inf__tok_sym_len(s + off, len - off);
@@ -112,8 +59,8 @@ int inf__spm_encode(const inf_tokenizer *t, const char *s, size_t len, inf__ids 
     for (int64_t i = 1; i < n && ok; i++)
         ok = spm_try_add(t, s, sym, (int32_t)i - 1, (int32_t)i, &h);
     while (ok && h.n > 0) {
-        spm_bigram b = spm_heap_pop(&h);
-        spm_sym *L = &sym[b.left], *R = &sym[b.right];
+        inf__bigram b = inf__bigram_pop(&h);
+        inf__sym *L = &sym[b.left], *R = &sym[b.right];
         if (L->n == 0 || R->n == 0 || L->n + R->n != b.size) continue;
         L->n += R->n;
         R->n = 0;

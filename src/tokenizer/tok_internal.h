@@ -138,6 +138,29 @@ uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i);
  * the byte fallback intact and decodes back to itself. */
 size_t inf__tok_sym_len(const char *s, size_t n);
 
+/* Merge symbols and the merge queue shared by the SPM (encode.c) and BPE (bpe.c) encoders: a
+ * symbol is a byte span of the text linked to its neighbours; a bigram is a candidate merge of
+ * two adjacent symbols, popped lowest prio first, ties to the leftmost (llama.cpp's order: BPE
+ * uses the merge rank, SPM the negated token score). A popped bigram whose symbols changed since
+ * it was pushed (size no longer matches) is stale and skipped by the caller. */
+typedef struct inf__sym {
+    int32_t prev, next;
+    uint32_t off, n; /* bytes of the text; n == 0 once merged away */
+} inf__sym;
+typedef struct inf__bigram {
+    int32_t left, right;
+    uint32_t size;
+    double prio;
+} inf__bigram;
+typedef struct inf__bigram_heap {
+    inf__bigram *v;
+    int64_t n, cap;
+} inf__bigram_heap;
+/* false when out of memory. */
+bool inf__bigram_push(inf__bigram_heap *h, inf__bigram b);
+/* h->n > 0. */
+inf__bigram inf__bigram_pop(inf__bigram_heap *h);
+
 /* Byte of a <0xXX> token (as llama.cpp: strtol of text[3..5)) (tok_util.c). */
 uint8_t inf__tok_byte_value(const inf_tokenizer *t, int32_t id);
 /* Token of a raw byte: "<0xXX>" for SPM, its stand-in character for BPE; -1 when absent. */

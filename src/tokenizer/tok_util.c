@@ -1,7 +1,8 @@
 /*
  * tok_util.c — helpers every tokenizer file shares and that depend on nothing else in
  * src/tokenizer/: the string map (token text -> id, merge -> rank) over base's hash map, the
- * growable id list, llama.cpp-compatible UTF-8 stepping, and the byte <-> byte-token mapping.
+ * growable id list, llama.cpp-compatible UTF-8 stepping, the merge queue of the SPM and BPE
+ * encoders, and the byte <-> byte-token mapping.
  * Keeping them here (not in vocab.c or decode.c) makes the calls among the tokenizer's files a
  * tree: vocab.c -> {bpe, wpm, decode} -> tok_util, encode.c -> {bpe, wpm} -> tok_util, and
  * detok.c -> decode.c; nothing calls back up.
@@ -91,6 +92,45 @@ uint32_t inf__tok_utf8_next(const unsigned char *s, size_t n, size_t *i) {
 size_t inf__tok_sym_len(const char *s, size_t n) {
     int r = inf__utf8_seq(s, n);
     return r > 0 ? (size_t)r : 1;
+}
+
+/* ---- merge queue ------------------------------------------------------------------------- */
+
+static bool bigram_before(const inf__bigram *a, const inf__bigram *b) {
+    return a->prio < b->prio || (a->prio == b->prio && a->left < b->left);
+}
+
+bool inf__bigram_push(inf__bigram_heap *h, inf__bigram b) {
+    if (h->n == h->cap) {
+        int64_t nc = h->cap ? h->cap * 2 : 64;
+        inf__bigram *nv = inf__realloc_array(h->v, (size_t)nc, sizeof *nv);
+        if (!nv) return false;
+        h->v = nv, h->cap = nc;
+    }
+    int64_t i = h->n++;
+    while (i > 0) {
+        int64_t p = (i - 1) / 2;
+        if (!bigram_before(&b, &h->v[p])) break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = b;
+    return true;
+}
+
+inf__bigram inf__bigram_pop(inf__bigram_heap *h) {
+    inf__bigram top = h->v[0], last = h->v[--h->n];
+    int64_t i = 0;
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && bigram_before(&h->v[c + 1], &h->v[c])) c++;
+        if (!bigram_before(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n > 0) h->v[i] = last;
+    return top;
 }
 
 /* ---- byte tokens -------------------------------------------------------------------------- */

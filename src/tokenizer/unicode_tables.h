@@ -1,6 +1,7 @@
 /*
  * unicode_tables.h — Unicode data for the WordPiece tokenizer: the tables are generated into
- * unicode_tables.c by tools/gen_unicode_tables.py; the lookups (binary searches) are in wpm.c.
+ * unicode_tables.c by tools/gen_unicode_tables.py; the lookups (binary searches) are static in
+ * wpm.c, their only user.
  */
 #ifndef INF_UNICODE_TABLES_H
 #define INF_UNICODE_TABLES_H
@@ -35,10 +36,5 @@ extern const inf__ucd_run inf__ucd_lower[]; /* simple lowercase mapping */
 extern const size_t inf__ucd_n_lower;
 extern const inf__ucd_run inf__ucd_nfd[]; /* first code point of the canonical decomposition */
 extern const size_t inf__ucd_n_nfd;
-
-/* Lookups (wpm.c). Code points >= 0x110000: flags 0, mapped to themselves. */
-unsigned inf__ucd_flags(uint32_t cp);
-uint32_t inf__ucd_tolower(uint32_t cp);
-uint32_t inf__ucd_nfd_first(uint32_t cp);
 
 #endif

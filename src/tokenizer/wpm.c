@@ -24,7 +24,8 @@
 
 /* ---- Unicode lookups ---------------------------------------------------------------------- */
 
-unsigned inf__ucd_flags(uint32_t cp) {
+/* Lookups. Code points >= 0x110000: flags 0, mapped to themselves. */
+static unsigned ucd_flags(uint32_t cp) {
     if (cp >= 0x110000) return 0;
     /* last range whose start is <= cp; the first range starts at 0 */
     size_t lo = 0, hi = inf__ucd_n_flag_ranges;
@@ -53,11 +54,11 @@ static uint32_t run_map(const inf__ucd_run *r, size_t n, uint32_t cp) {
     return x->mode ? (uint32_t)x->value : (uint32_t)((int64_t)cp + x->value);
 }
 
-uint32_t inf__ucd_tolower(uint32_t cp) {
+static uint32_t ucd_tolower(uint32_t cp) {
     return run_map(inf__ucd_lower, inf__ucd_n_lower, cp);
 }
 
-uint32_t inf__ucd_nfd_first(uint32_t cp) {
+static uint32_t ucd_nfd_first(uint32_t cp) {
     return run_map(inf__ucd_nfd, inf__ucd_n_nfd, cp);
 }
 
@@ -181,15 +182,15 @@ int inf__wpm_encode(const inf_tokenizer *t, const char *text, size_t len, inf__i
     const unsigned char *s = (const unsigned char *)text;
     for (size_t i = 0; i < len && !out->oom;) {
         uint32_t cp = inf__tok_utf8_next(s, len, &i);
-        if (t->strip_accents) cp = inf__ucd_nfd_first(cp);
+        if (t->strip_accents) cp = ucd_nfd_first(cp);
         if (cp > 0x10ffff) continue;
-        unsigned f = inf__ucd_flags(cp);
+        unsigned f = ucd_flags(cp);
         if (f & INF__UCD_WHITESPACE) {
             flush_word(t, &w, out);
             continue;
         }
         if (cp == 0 || cp == 0xfffd || (f & INF__UCD_CONTROL)) continue;
-        uint32_t c = t->lowercase ? inf__ucd_tolower(cp) : cp;
+        uint32_t c = t->lowercase ? ucd_tolower(cp) : cp;
         if ((f & INF__UCD_PUNCT) || (cp < 0x7f && (f & INF__UCD_SYMBOL)) || is_cjk(cp)) {
             flush_word(t, &w, out);
             put_utf8(w.v, &w.n, c);

@@ -436,6 +436,9 @@ static void test_detok_stream(void **st) {
     push_expect(d, T_BYTE0 + 0x80, "\xf0\x9f\x98\x80");
     push_expect(d, T_BYTE0 + 0x80, "\xef\xbf\xbd");
     push_expect(d, T_BYTE0 + 0xff, "\xef\xbf\xbd");
+    /* a surrogate's bytes (ED A0): each is a maximal ill-formed subpart, so two U+FFFD */
+    push_expect(d, T_BYTE0 + 0xed, "");
+    push_expect(d, T_BYTE0 + 0xa0, "\xef\xbf\xbd\xef\xbf\xbd");
     /* an interrupted sequence: one U+FFFD, then the byte that broke it */
     push_expect(d, T_BYTE0 + 0xe6, "");
     push_expect(d, T_BYTE0 + 0x41,
