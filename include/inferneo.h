@@ -121,6 +121,9 @@ typedef struct inf_synth_params {
     int type;         /* weight type id: F32 0, F16 1, Q4_0 2, Q8_0 8 (norms are always F32) */
     uint64_t seed;    /* same seed => same file */
     const char *name; /* general.name (borrowed; NULL: "synth") */
+    /* Mixtral-style mixture of experts when n_expert > 0: n_expert experts of n_ff rows per
+     * layer (3-D ffn_{gate,up,down}_exps), n_expert_used routed per token, an F32 router. */
+    int64_t n_expert, n_expert_used;
 } inf_synth_params;
 
 inf_synth_params inf_synth_params_default(void);
