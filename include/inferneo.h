@@ -76,7 +76,7 @@ int inf_model_load(const char *path, const inf_model_params *params, inf_model *
 void inf_model_free(inf_model *model);
 
 typedef struct inf_model_info {
-    const char *arch;          /* "llama", "qwen2" (borrowed from the model) */
+    const char *arch;          /* general.architecture: "llama", "qwen3", "gemma3", ... (borrowed) */
     const char *name;          /* general.name or NULL */
     const char *chat_template; /* tokenizer.chat_template or NULL */
     const char *tokenizer;     /* "llama" (SPM) or "gpt2" (BPE) */
@@ -90,6 +90,17 @@ typedef struct inf_model_info {
     int64_t n_tensors_by_type[64]; /* indexed by GGUF tensor type id */
     uint64_t n_params;
     uint64_t weight_bytes;     /* bytes of tensor data */
+    /* Bytes of weights one decoded token reads: weight_bytes less the experts it is not routed
+     * to (a token uses n_expert_used of n_expert experts per layer); = weight_bytes when dense. */
+    uint64_t weight_bytes_per_token;
+    int64_t n_rot;                   /* rotated dims per head (partial RoPE when < head_dim) */
+    int64_t n_expert, n_expert_used; /* mixture of experts (0: dense) */
+    int64_t n_ff_exp;                /* rows of one expert's gate/up */
+    int64_t n_swa, swa_pattern;      /* sliding window and its layer period (0: none) */
+    float rope_freq_base_swa, rope_freq_scale_swa; /* RoPE of sliding layers */
+    float attn_softcap, final_softcap;             /* logit soft-capping (0: none) */
+    float rope_attn_factor;                        /* LongRoPE magnitude (1: none) */
+    int64_t n_ctx_orig;          /* LongRoPE: long factors above this context (0: none) */
 } inf_model_info;
 
 /* Fills *info with borrowed views valid while the model lives. */
@@ -116,6 +127,9 @@ typedef struct inf_synth_params {
                          Q3_K_M / Q4_K_M / Q5_K_M rules with `type` (Q3_K, Q4_K, Q5_K) as base */
     uint64_t seed;    /* same seed => same file */
     const char *name; /* general.name (borrowed; NULL: "synth") */
+    /* Mixtral-style mixture of experts when n_expert > 0: n_expert experts of n_ff rows per
+     * layer (3-D ffn_{gate,up,down}_exps), n_expert_used routed per token, an F32 router. */
+    int64_t n_expert, n_expert_used;
 } inf_synth_params;
 
 inf_synth_params inf_synth_params_default(void);

@@ -162,7 +162,8 @@ int inf_cmd_bench(int argc, char **argv) {
     }
     double pp_med = median(pp, (int)reps), tg_med = median(tg, (int)reps);
     double bw = inf_model_measure_read_bw(model);
-    double gbs = (double)info.weight_bytes * tg_med * 1e-9;
+    /* Weights one decoded token reads (MoE: only the routed experts). */
+    double gbs = (double)info.weight_bytes_per_token * tg_med * 1e-9;
 
     const char *base = strrchr(model_path, '/');
     base = base ? base + 1 : model_path;
@@ -174,6 +175,10 @@ int inf_cmd_bench(int argc, char **argv) {
     else
         printf("threads: all cores, ");
     printf("repetitions: %lld (median reported)\n", (long long)reps);
+    if (info.weight_bytes_per_token != info.weight_bytes)
+        printf("weight bytes read per token: %.3f GB (%lld of %lld experts routed per layer)\n",
+               (double)info.weight_bytes_per_token * 1e-9, (long long)info.n_expert_used,
+               (long long)info.n_expert);
     printf("pp%lld: %.2f tok/s\n", (long long)n_prompt, pp_med);
     if (n_gen) printf("tg%lld: %.2f tok/s\n", (long long)n_gen, tg_med);
     if (n_gen && bw > 0)

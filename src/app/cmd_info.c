@@ -92,6 +92,29 @@ int inf_cmd_info(int argc, char **argv) {
     printf("  %-16s %g\n", "rope_freq_scale", (double)in.rope_freq_scale);
     printf("  %-16s %s\n", "rope_type", in.rope_neox ? "neox" : "normal");
     printf("  %-16s %g\n", "rms_eps", (double)in.rms_eps);
+    if (in.n_rot && in.n_rot != in.head_dim)
+        printf("  %-16s %lld of %lld\n", "rope_dims", (long long)in.n_rot, (long long)in.head_dim);
+    if (in.n_expert) {
+        printf("  %-16s %lld\n", "n_expert", (long long)in.n_expert);
+        printf("  %-16s %lld\n", "n_expert_used", (long long)in.n_expert_used);
+        printf("  %-16s %lld\n", "n_ff_expert", (long long)in.n_ff_exp);
+        print_bytes("weight bytes/token", in.weight_bytes_per_token);
+    }
+    if (in.n_swa) {
+        printf("  %-16s %lld\n", "sliding_window", (long long)in.n_swa);
+        printf("  %-16s every layer l with l %% %lld < %lld\n", "sliding_layers",
+               (long long)in.swa_pattern, (long long)in.swa_pattern - 1);
+        printf("  %-16s %g (scale %g)\n", "rope_base_swa", (double)in.rope_freq_base_swa,
+               (double)in.rope_freq_scale_swa);
+    }
+    if (in.attn_softcap > 0)
+        printf("  %-16s %g\n", "attn_softcap", (double)in.attn_softcap);
+    if (in.final_softcap > 0)
+        printf("  %-16s %g\n", "final_softcap", (double)in.final_softcap);
+    if (in.n_ctx_orig) {
+        printf("  %-16s longrope (original context %lld, attn_factor %g)\n", "rope_scaling",
+               (long long)in.n_ctx_orig, (double)in.rope_attn_factor);
+    }
 
     printf("\ntensors: %lld\n", (long long)in.n_tensors);
     int n_types = (int)(sizeof in.n_tensors_by_type / sizeof in.n_tensors_by_type[0]);

@@ -44,6 +44,8 @@ static void synth_usage(FILE *f) {
         "  -o, --output P  output file\n"
         "  --seed S        random seed (default 42)\n"
         "  --ctx N         llama.context_length (default 2048)\n"
+        "  --experts N     mixture of experts (Mixtral layout): N experts of ff rows per layer\n"
+        "  --experts-used K  experts routed per token (default 2)\n"
         "  -h, --help      this help\n");
 }
 
@@ -79,7 +81,7 @@ static bool parse_custom(const char *s, inf_synth_params *p, char *name, size_t 
 
 int inf_cmd_synth(int argc, char **argv) {
     const char *shape = NULL, *type = NULL, *out = NULL;
-    int64_t seed = 42, ctx = 2048;
+    int64_t seed = 42, ctx = 2048, n_expert = 0, n_expert_used = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -97,6 +99,10 @@ int inf_cmd_synth(int argc, char **argv) {
             if (!inf_app_parse_i64("--seed", argv[++i], 0, INT64_MAX, &seed)) return 2;
         } else if (!strcmp(a, "--ctx") && has_val) {
             if (!inf_app_parse_i64("--ctx", argv[++i], 1, 1 << 24, &ctx)) return 2;
+        } else if (!strcmp(a, "--experts") && has_val) {
+            if (!inf_app_parse_i64("--experts", argv[++i], 1, 256, &n_expert)) return 2;
+        } else if (!strcmp(a, "--experts-used") && has_val) {
+            if (!inf_app_parse_i64("--experts-used", argv[++i], 1, 256, &n_expert_used)) return 2;
         } else {
             fprintf(stderr, "inferneo synth: unknown option or missing value '%s' (see --help)\n",
                     a);
@@ -142,6 +148,8 @@ int inf_cmd_synth(int argc, char **argv) {
     p.seed = (uint64_t)seed;
     p.n_ctx = ctx;
     p.name = name;
+    p.n_expert = n_expert;
+    p.n_expert_used = n_expert ? n_expert_used : 0;
     double t0 = now_s();
     int err = inf_synth_write(out, &p);
     if (err) {

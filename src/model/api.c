@@ -155,6 +155,18 @@ void inf_model_get_info(const inf_model *m, inf_model_info *info) {
         info->rope_freq_scale = hp->rope_scale;
         info->rms_eps = hp->rms_eps;
         info->rope_neox = hp->rope_neox;
+        info->n_rot = hp->n_rot;
+        info->n_expert = hp->n_expert;
+        info->n_expert_used = hp->n_expert_used;
+        info->n_ff_exp = hp->n_ff_exp;
+        info->n_swa = hp->n_swa;
+        info->swa_pattern = hp->n_swa ? hp->swa_pattern : 0;
+        info->rope_freq_base_swa = hp->rope_base_swa;
+        info->rope_freq_scale_swa = hp->rope_scale_swa;
+        info->attn_softcap = hp->attn_softcap;
+        info->final_softcap = hp->final_softcap;
+        info->rope_attn_factor = hp->rope_attn_factor;
+        info->n_ctx_orig = hp->n_ctx_orig;
     }
     if (m->tok) {
         info->bos = inf_tokenizer_bos(m->tok);
@@ -169,6 +181,12 @@ void inf_model_get_info(const inf_model *m, inf_model_info *info) {
     memcpy(info->n_tensors_by_type, m->n_tensors_by_type, sizeof info->n_tensors_by_type);
     info->n_params = m->n_params;
     info->weight_bytes = m->weight_bytes;
+    info->weight_bytes_per_token = m->weight_bytes;
+    if (m->layers && m->hp.n_expert > 0) {
+        uint64_t exp_bytes = m->expert_bytes;
+        uint64_t used = exp_bytes / (uint64_t)m->hp.n_expert * (uint64_t)m->hp.n_expert_used;
+        info->weight_bytes_per_token = m->weight_bytes - exp_bytes + used;
+    }
 }
 
 double inf_model_measure_read_bw(inf_model *m) {

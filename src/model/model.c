@@ -342,6 +342,7 @@ static int bind_experts(inf_model *m, int64_t l, inf_layer *L) {
         if ((rc = bind3(m, lname(name, sizeof name, l, names[k]), USE_MATMUL, down ? F : E,
                         down ? E : F, X, true, &whole)) < 0)
             return rc;
+        m->expert_bytes += whole.nb[3];
         L->exps[k] = L->exps[0] + k * X;
         for (int64_t e = 0; e < X; e++)
             L->exps[k][e] = view_rows(&whole, e, 0, whole.ne[1]);

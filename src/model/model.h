@@ -98,6 +98,7 @@ struct inf_model {
     int64_t n_tensors;
     int64_t n_tensors_by_type[64];
     uint64_t n_params, weight_bytes;
+    uint64_t expert_bytes; /* bytes of the 3-D expert tensors in the file (MoE) */
     void **repacked;       /* [n_repacked] kernel-layout copies of matmul weights (owned) */
     int64_t n_repacked;
 };

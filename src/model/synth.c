@@ -203,6 +203,10 @@ static int check_params(const inf_synth_params *p) {
     if ((p->n_embd / p->n_head) % 2)
         return inf__err(INF_EINVAL, "synth: head_dim %lld must be even (RoPE)",
                         (long long)(p->n_embd / p->n_head));
+    if (p->n_expert < 0 || p->n_expert > 256 ||
+        (p->n_expert > 0 && (p->n_expert_used < 1 || p->n_expert_used > p->n_expert)))
+        return inf__err(INF_EINVAL, "synth: %lld experts, %lld used (1 <= used <= experts <= 256)",
+                        (long long)p->n_expert, (long long)p->n_expert_used);
     if (p->n_vocab < 260)
         return inf__err(INF_EINVAL,
                         "synth: n_vocab %lld too small (>= 260: specials, 256 byte "
@@ -244,6 +248,12 @@ static int add_metadata(inf_gguf_writer *w, const inf_synth_params *p) {
     err = err ? err : inf_gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
     err = err ? err : inf_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     err = err ? err : inf_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)p->n_vocab);
+    if (p->n_expert > 0) {
+        err = err ? err : inf_gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)p->n_expert);
+        err = err ? err
+                  : inf_gguf_writer_set_u32(w, "llama.expert_used_count",
+                                            (uint32_t)p->n_expert_used);
+    }
     err = err ? err : inf_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (err) return err;
 
@@ -295,32 +305,44 @@ static int add_tensors(inf_gguf_writer *w, const inf_synth_params *p) {
     int64_t kv_dim = p->n_head_kv * (p->n_embd / p->n_head);
     int t = p->type, err = 0;
     char name[64];
-#define ADD(nm, type, nd, a, b)                                                                    \
+#define ADD3(nm, type, nd, a, b, c)                                                                \
     do {                                                                                           \
-        int64_t ne_[2] = {(a), (b)};                                                               \
+        int64_t ne_[3] = {(a), (b), (c)};                                                          \
         if (!err) err = inf_gguf_writer_add_tensor(w, nm, type, nd, ne_, NULL);                    \
     } while (0)
+#define ADD(nm, type, nd, a, b) ADD3(nm, type, nd, a, b, 1)
     ADD("token_embd.weight", t, 2, p->n_embd, p->n_vocab);
     ADD("output_norm.weight", INF_TYPE_F32, 1, p->n_embd, 1);
     ADD("output.weight", tensor_type(p, "output", -1), 2, p->n_embd, p->n_vocab);
     for (int64_t l = 0; l < p->n_layer && !err; l++) {
-#define BLK(suffix, type, nd, a, b)                                                                \
+#define BLK3(suffix, type, nd, a, b, c)                                                            \
     do {                                                                                           \
         snprintf(name, sizeof name, "blk.%lld." suffix ".weight", (long long)l);                   \
-        ADD(name, type, nd, a, b);                                                                 \
+        ADD3(name, type, nd, a, b, c);                                                             \
     } while (0)
+#define BLK(suffix, type, nd, a, b) BLK3(suffix, type, nd, a, b, 1)
         BLK("attn_norm", INF_TYPE_F32, 1, p->n_embd, 1);
         BLK("attn_q", t, 2, p->n_embd, p->n_embd);
         BLK("attn_k", t, 2, p->n_embd, kv_dim);
         BLK("attn_v", tensor_type(p, "attn_v", l), 2, p->n_embd, kv_dim);
         BLK("attn_output", tensor_type(p, "attn_output", l), 2, p->n_embd, p->n_embd);
         BLK("ffn_norm", INF_TYPE_F32, 1, p->n_embd, 1);
-        BLK("ffn_gate", t, 2, p->n_embd, p->n_ff);
-        BLK("ffn_up", t, 2, p->n_embd, p->n_ff);
-        BLK("ffn_down", tensor_type(p, "ffn_down", l), 2, p->n_ff, p->n_embd);
+        if (p->n_expert > 0) {
+            int64_t x = p->n_expert;
+            BLK("ffn_gate_inp", INF_TYPE_F32, 2, p->n_embd, x);
+            BLK3("ffn_gate_exps", t, 3, p->n_embd, p->n_ff, x);
+            BLK3("ffn_up_exps", t, 3, p->n_embd, p->n_ff, x);
+            BLK3("ffn_down_exps", tensor_type(p, "ffn_down", l), 3, p->n_ff, p->n_embd, x);
+        } else {
+            BLK("ffn_gate", t, 2, p->n_embd, p->n_ff);
+            BLK("ffn_up", t, 2, p->n_embd, p->n_ff);
+            BLK("ffn_down", tensor_type(p, "ffn_down", l), 2, p->n_ff, p->n_embd);
+        }
 #undef BLK
+#undef BLK3
     }
 #undef ADD
+#undef ADD3
     return err;
 }
 

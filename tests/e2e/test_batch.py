@@ -74,9 +74,20 @@ def check_against_generate(model, n, out, expected):
         assert r["prompt_tokens"] > 0
 
 
-@pytest.mark.parametrize("model,n,small_kv", [(STORIES, 24, "0.1"), (TINY_LLAMA, 12, "0.4")],
-                         ids=["stories260K", "tiny-llama-q8_0"])
+# The other architectures (MoE routing, sliding windows smaller than the sequences, soft-caps,
+# LongRoPE): KV budgets that force preemption with their small KV rows.
+ARCH_MODELS = [("tiny-qwen3-q8_0", "0.05"), ("tiny-qwen3moe-q8_0", "0.03"),
+               ("tiny-llama-moe-q8_0", "0.02"), ("tiny-gemma2-q8_0", "0.04"),
+               ("tiny-gemma3-q8_0", "0.015"), ("tiny-phi3-q8_0", "0.01")]
+BATCH_CASES = [(STORIES, 24, "0.1"), (TINY_LLAMA, 12, "0.4")] + [
+    (os.path.join(FIXTURES, "models", m + ".gguf"), 12, kv) for m, kv in ARCH_MODELS]
+BATCH_IDS = ["stories260K", "tiny-llama-q8_0"] + [m for m, _ in ARCH_MODELS]
+
+
+@pytest.mark.parametrize("model,n,small_kv", BATCH_CASES, ids=BATCH_IDS)
 def test_greedy_batch_equals_generate_alone(model, n, small_kv):
+    if not os.path.exists(model):
+        pytest.skip("fixture missing: " + model)
     expected = [generate(model, p, n, ["--temp", "0"]) for p in PROMPTS]
     reqs = greedy_requests(n)
     out, stats = batch(model, reqs)

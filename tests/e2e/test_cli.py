@@ -110,3 +110,44 @@ def test_endless_batch_stdin_is_bounded():
         p = subprocess.run([BIN, "batch", "-m", STORIES, "-f", "-"], stdin=zero,
                            capture_output=True, timeout=30)
     assert p.returncode == 2 and b"larger than" in p.stderr, p.stderr
+
+
+ARCH_INFO = {
+    "tiny-qwen3moe-q8_0": ["architecture       qwen3moe", "n_expert         8",
+                           "n_expert_used    2", "n_ff_expert      64", "head_dim         32"],
+    "tiny-gemma2-f16": ["sliding_window   8", "l % 2 < 1", "attn_softcap     4",
+                        "final_softcap    30"],
+    "tiny-gemma3-f16": ["sliding_window   8", "l % 3 < 2", "rope_base_swa    10000 (scale 1)",
+                        "rope_freq_scale  0.125"],
+    "tiny-phi3-f16": ["rope_dims        24 of 32", "longrope (original context 32"],
+}
+
+
+@pytest.mark.parametrize("stem", sorted(ARCH_INFO))
+def test_info_shows_arch_hyperparameters(stem):
+    path = FIXTURES / "models" / (stem + ".gguf")
+    if not path.exists():
+        pytest.skip("fixture missing")
+    p = run(["info", str(path)])
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    for want in ARCH_INFO[stem]:
+        assert want in out, (want, out)
+
+
+def test_synth_moe_loads_and_reports_routed_bytes(tmp_path):
+    out = tmp_path / "moe.gguf"
+    p = run(["synth", "--shape", "m:64,2,4,2,128,512", "--type", "q8_0", "--experts", "4",
+             "--experts-used", "2", "-o", str(out)])
+    assert p.returncode == 0, p.stderr
+    info = run(["info", str(out)]).stdout.decode()
+    assert "n_expert         4" in info and "n_expert_used    2" in info, info
+    # per token: everything but the 2 experts of 4 a token is not routed to
+    total = int(info.split("weight bytes")[1].split()[0])
+    per_tok = int(info.split("weight bytes/token")[1].split()[0])
+    expert = 3 * 4 * 2 * (128 * 64 // 32 * 34)  # 3 matrices x 4 experts x 2 layers, q8_0
+    assert per_tok == total - expert // 2, (per_tok, total)
+    p = run(["generate", "-m", str(out), "-p", "Once", "-n", "4", "--temp", "0", "-t", "2"])
+    assert p.returncode == 0, p.stderr
+    assert run(["synth", "--shape", "m:64,2,4,2,128,512", "--type", "q8_0", "--experts", "2",
+                "--experts-used", "3", "-o", str(out)]).returncode != 0

@@ -109,6 +109,79 @@ static void test_rope(void **state) {
     assert_memory_equal(y + 12, x + 12, 4 * sizeof(float));
 }
 
+/* The ops the other architectures add: LongRoPE's cache, GELU with ggml's binary16 rounding,
+ * soft-capping, and soft-capped attention against scalar double loops. */
+static void test_arch_ops(void **state) {
+    (void)state;
+    /* rope cache with factors and a magnitude: theta_i / ff_i, cos/sin times mscale */
+    float cs[12], ff[6] = {1.0f, 2.0f, 4.0f, 8.0f, 1.5f, 3.0f};
+    inf_op_rope_cache_ext(cs, 12, 7, 10000.0f, 0.5f, ff, 1.25f);
+    for (int i = 0; i < 6; i++) {
+        double th = 0.5 * 7.0 * pow(10000.0, -2.0 * i / 12) / ff[i];
+        assert_float_equal(cs[2 * i], 1.25 * cos(th), 1e-5);
+        assert_float_equal(cs[2 * i + 1], 1.25 * sin(th), 1e-5);
+    }
+    /* GELU (tanh form) on binary16-rounded inputs, result rounded to binary16; the clamps */
+    enum { N = 37 };
+    float g[N], u[N], g0[N];
+    for (int i = 0; i < N; i++) {
+        g0[i] = g[i] = frand() * 6.0f;
+        u[i] = frand();
+    }
+    g0[0] = g[0] = -12.0f;
+    g0[1] = g[1] = 11.0f;
+    inf_op_gelu_mul(g, u, N);
+    for (int i = 0; i < N; i++) {
+        double x = f16r(g0[i]);
+        double y = 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+        if (g0[i] <= -10) y = 0;
+        else if (g0[i] >= 10) y = g0[i];
+        else y = f16r((float)y);
+        assert_float_equal(g[i], y * u[i], 1e-3 * fabs(y * u[i]) + 1e-6);
+    }
+    assert_float_equal(g[0], 0.0f, 0.0);
+    /* soft-cap: c * tanh(x / c) */
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = g0[i] * 10.0f;
+    inf_op_softcap(x, N, 4.0f);
+    for (int i = 0; i < N; i++)
+        assert_float_equal(x[i], 4.0 * tanh(g0[i] * 10.0 / 4.0), 1e-5);
+    /* soft-capped attention == softmax(c tanh(scale q.k / c)) v in double */
+    enum { HD = 32, NP = 21 };
+    inf_half kh[NP * HD], vh[NP * HD];
+    float q[HD], out[HD];
+    int32_t slots[NP];
+    for (int j = 0; j < NP; j++)
+        slots[j] = (j * 5 + 2) % NP;
+    for (int i = 0; i < NP * HD; i++) {
+        kh[i] = inf_fp32_to_fp16(frand() * 3.0f);
+        vh[i] = inf_fp32_to_fp16(frand());
+    }
+    for (int i = 0; i < HD; i++)
+        q[i] = f16r(frand() * 3.0f);
+    float *scratch = malloc(sizeof(float) * ((NP + HD) + INF_ATTN_CONV_FLOATS(HD)));
+    float scale = 1.0f / sqrtf((float)HD), cap = 4.0f;
+    inf_op_attention_group_f16(q, 1, kh, vh, HD, slots, NP, HD, scale, cap, scratch, out);
+    double p[NP], mx = -INFINITY, tot = 0;
+    for (int j = 0; j < NP; j++) {
+        double t = 0;
+        for (int d = 0; d < HD; d++)
+            t += (double)q[d] * inf_fp16_to_fp32(kh[slots[j] * HD + d]);
+        p[j] = cap * tanh(t * scale / cap);
+        mx = fmax(mx, p[j]);
+    }
+    for (int j = 0; j < NP; j++)
+        tot += p[j] = exp(p[j] - mx);
+    for (int d = 0; d < HD; d++) {
+        double o = 0;
+        for (int j = 0; j < NP; j++)
+            o += p[j] / tot * inf_fp16_to_fp32(vh[slots[j] * HD + d]);
+        assert_float_equal(out[d], o, 2e-3);
+    }
+    free(scratch);
+}
+
 static void test_norm_softmax_attention(void **state) {
     (void)state;
     float x[37], w[37], y[37];
@@ -578,9 +651,103 @@ static void test_forward_qwen2(void **state) {
     check_against_reference(true);
 }
 
-/* Two sequences interleaved in one batch, K/V scattered over non-contiguous slots (as a paged
- * cache does), must give bit-identical logits to each sequence evaluated alone, token by token,
- * and with another thread count. */
+/* Two sequences A (na tokens) and B (nb tokens) interleaved in two batches of forward passes of
+ * m, K/V scattered over non-contiguous slots (as a paged cache does), must give bit-identical
+ * logits to A evaluated alone at once by m1 (another thread count) and B alone token by token by
+ * m. Returns A's lone logits ([na][V], free them) and leaves the scratch, KV store and slot
+ * tables of the interleaved run in *iv for further checks. */
+typedef struct interleaved {
+    inf_kv_store kv;
+    inf_forward_scratch *s;
+    int32_t *slots_a, *slots_b;
+    const int32_t *seq_slots[2];
+    float *out; /* [16][V] */
+} interleaved;
+
+static float *check_interleaved(inf_model *m, inf_model *m1, int na, int nb, interleaved *iv) {
+    int64_t V = m->hp.n_vocab;
+    int n_slots = 2 * (na + nb) + 2, ctx = na > nb ? na : nb;
+    int32_t *ta = malloc(sizeof(int32_t) * (size_t)na), *tb = malloc(sizeof(int32_t) * (size_t)nb);
+    for (int i = 0; i < na; i++)
+        ta[i] = (int32_t)((i * 11 + 3) % V);
+    for (int i = 0; i < nb; i++)
+        tb[i] = (int32_t)((i * 29 + 7) % V);
+
+    /* Alone: A all at once (other thread count), B token by token. */
+    float *la = malloc(sizeof(float) * (size_t)na * (size_t)V),
+          *lb = malloc(sizeof(float) * (size_t)nb * (size_t)V);
+    inf_context *c;
+    assert_int_equal(inf_context_new(m1, ctx, &c), 0);
+    assert_int_equal(inf_context_eval(c, ta, na, true, la), 0);
+    inf_context_free(c);
+    assert_int_equal(inf_context_new(m, ctx, &c), 0);
+    for (int i = 0; i < nb; i++)
+        assert_int_equal(inf_context_eval(c, tb + i, 1, true, lb + i * V), 0);
+    inf_context_free(c);
+
+    /* Together: step 1 = A[0..na/2) + B[0..nb/2) interleaved; step 2 = the rest. */
+    assert_int_equal(inf_kv_store_init(&iv->kv, &m->hp, n_slots), 0);
+    iv->slots_a = malloc(sizeof(int32_t) * (size_t)na);
+    iv->slots_b = malloc(sizeof(int32_t) * (size_t)nb);
+    for (int i = 0; i < na; i++)
+        iv->slots_a[i] = n_slots - 1 - 2 * i;
+    for (int i = 0; i < nb; i++)
+        iv->slots_b[i] = 2 * i;
+    iv->seq_slots[0] = iv->slots_a;
+    iv->seq_slots[1] = iv->slots_b;
+    int max_batch = (na + 1) / 2 + (nb + 1) / 2;
+    assert_true(max_batch <= 16);
+    assert_int_equal(inf_forward_scratch_new(m, 16, ctx, &iv->s), 0);
+    iv->out = malloc(sizeof(float) * 16 * (size_t)V);
+    int ia = 0, ib = 0;
+    for (int step = 0; step < 2; step++) {
+        int32_t tok[16], pos[16], seq[16], slot[16];
+        uint8_t want[16];
+        int n = 0, ea = step ? na : na / 2, eb = step ? nb : nb / 2;
+        while (ia < ea || ib < eb) {
+            if (ib < eb && (n % 2 || ia >= ea)) {
+                tok[n] = tb[ib], pos[n] = ib, seq[n] = 1, slot[n] = iv->slots_b[ib], ib++;
+            } else {
+                tok[n] = ta[ia], pos[n] = ia, seq[n] = 0, slot[n] = iv->slots_a[ia], ia++;
+            }
+            want[n] = (uint8_t)(n % 3 != 1); /* skip some outputs */
+            n++;
+        }
+        inf_batch b = {.n_tokens = n,
+                       .tokens = tok,
+                       .pos = pos,
+                       .seq = seq,
+                       .slot = slot,
+                       .seq_slots = iv->seq_slots,
+                       .n_seqs = 2,
+                       .output = want};
+        assert_int_equal(inf_model_forward(m, iv->s, &b, &iv->kv, iv->out, NULL), 0);
+        int r = 0;
+        for (int i = 0; i < n; i++) {
+            if (!want[i]) continue;
+            const float *alone = (seq[i] ? lb : la) + (size_t)pos[i] * (size_t)V;
+            if (memcmp(alone, iv->out + (size_t)r * (size_t)V, sizeof(float) * (size_t)V))
+                fail_msg("step %d entry %d (seq %d pos %d) differs from the lone run", step, i,
+                         seq[i], pos[i]);
+            r++;
+        }
+    }
+    free(ta);
+    free(tb);
+    free(lb);
+    return la;
+}
+
+static void interleaved_free(interleaved *iv, inf_model *m) {
+    free(iv->out);
+    free(iv->slots_a);
+    free(iv->slots_b);
+    inf_forward_scratch_free(iv->s);
+    inf_kv_store_free(&iv->kv, &m->hp);
+}
+
+/* Two sequences interleaved in one batch must give the lone runs' bits (check_interleaved), the
+ * hidden output is the final-normed state, and contract violations are errors. */
 static void test_batch_invariance(void **state) {
     (void)state;
     tmodel t;
@@ -591,73 +758,16 @@ static void test_batch_invariance(void **state) {
     inf_model *m = load(path, 3);
     inf_model *m1 = load(path, 1);
     int64_t V = t.V;
-    enum { NA = 9, NB = 6 };
-    int32_t ta[NA], tb[NB];
-    for (int i = 0; i < NA; i++)
-        ta[i] = (int32_t)((i * 11 + 3) % V);
-    for (int i = 0; i < NB; i++)
-        tb[i] = (int32_t)((i * 29 + 7) % V);
-
-    /* Alone: A all at once (single thread model), B token by token. */
-    float *la = malloc(sizeof(float) * NA * (size_t)V),
-          *lb = malloc(sizeof(float) * NB * (size_t)V);
-    inf_context *c;
-    assert_int_equal(inf_context_new(m1, 32, &c), 0);
-    assert_int_equal(inf_context_eval(c, ta, NA, true, la), 0);
-    inf_context_free(c);
-    assert_int_equal(inf_context_new(m, 32, &c), 0);
-    for (int i = 0; i < NB; i++)
-        assert_int_equal(inf_context_eval(c, tb + i, 1, true, lb + i * V), 0);
-    inf_context_free(c);
-
-    /* Together: step 1 = A[0..5) + B[0..3) interleaved; step 2 = A[5..9) + B[3..6). */
-    inf_kv_store kv;
-    assert_int_equal(inf_kv_store_init(&kv, &m->hp, 40), 0);
-    int32_t slots_a[NA], slots_b[NB];
-    for (int i = 0; i < NA; i++)
-        slots_a[i] = 39 - 2 * i;
-    for (int i = 0; i < NB; i++)
-        slots_b[i] = 3 * i + 1;
-    const int32_t *seq_slots[2] = {slots_a, slots_b};
-    inf_forward_scratch *s;
-    assert_int_equal(inf_forward_scratch_new(m, 16, 32, &s), 0);
-    float *out = malloc(sizeof(float) * 16 * (size_t)V);
-    int ia = 0, ib = 0;
-    for (int step = 0; step < 2; step++) {
-        int32_t tok[16], pos[16], seq[16], slot[16];
-        uint8_t want[16];
-        int n = 0, ea = step ? NA : 5, eb = step ? NB : 3;
-        while (ia < ea || ib < eb) {
-            if (ib < eb && (n % 2 || ia >= ea)) {
-                tok[n] = tb[ib], pos[n] = ib, seq[n] = 1, slot[n] = slots_b[ib], ib++;
-            } else {
-                tok[n] = ta[ia], pos[n] = ia, seq[n] = 0, slot[n] = slots_a[ia], ia++;
-            }
-            want[n] = (uint8_t)(n % 3 != 1); /* skip some outputs */
-            n++;
-        }
-        inf_batch b = {.n_tokens = n,
-                       .tokens = tok,
-                       .pos = pos,
-                       .seq = seq,
-                       .slot = slot,
-                       .seq_slots = seq_slots,
-                       .n_seqs = 2,
-                       .output = want};
-        assert_int_equal(inf_model_forward(m, s, &b, &kv, out, NULL), 0);
-        int r = 0;
-        for (int i = 0; i < n; i++) {
-            if (!want[i]) continue;
-            const float *alone = (seq[i] ? lb : la) + (size_t)pos[i] * (size_t)V;
-            if (memcmp(alone, out + (size_t)r * (size_t)V, sizeof(float) * (size_t)V))
-                fail_msg("step %d entry %d (seq %d pos %d) differs from the lone run", step, i,
-                         seq[i], pos[i]);
-            r++;
-        }
-    }
+    interleaved iv;
+    float *la = check_interleaved(m, m1, 9, 6, &iv);
+    inf_forward_scratch *s = iv.s;
+    inf_kv_store kv = iv.kv;
+    const int32_t *const *seq_slots = iv.seq_slots;
+    const int32_t *slots_a = iv.slots_a;
+    float *out = iv.out;
     /* Hidden output: final-normed states, same rows. */
     {
-        int32_t tok = ta[0], pos = 0, seq = 0, slot = slots_a[0];
+        int32_t tok = (int32_t)(3 % V), pos = 0, seq = 0, slot = slots_a[0];
         float hidden[64];
         inf_batch b = {.n_tokens = 1,
                        .tokens = &tok,
@@ -693,15 +803,37 @@ static void test_batch_invariance(void **state) {
         b.n_tokens = 17;
         assert_int_equal(inf_model_forward(m, s, &b, &kv, out, NULL), INF_EINVAL);
     }
-    free(out);
     free(la);
-    free(lb);
-    inf_forward_scratch_free(s);
-    inf_kv_store_free(&kv, &m->hp);
+    interleaved_free(&iv, m);
     inf_model_free(m);
     inf_model_free(m1);
     unlink(path);
     tmodel_free(&t);
+}
+
+/* The other architectures' fixture models (MoE routing, sliding windows of 8 shorter than the
+ * sequences, soft-caps, QK-norm, LongRoPE, fused projections): interleaved batches equal the
+ * lone runs bit for bit. */
+static void test_batch_invariance_archs(void **state) {
+    (void)state;
+    static const char *const names[] = {"tiny-qwen3-q8_0",  "tiny-qwen3moe-f16",
+                                        "tiny-llama-moe-q8_0", "tiny-gemma2-f16",
+                                        "tiny-gemma3-q8_0", "tiny-phi3-q8_0"};
+    int found = 0;
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/models/%s.gguf", fixtures(), names[k]);
+        if (access(path, R_OK)) continue;
+        found++;
+        inf_model *m = load(path, 3), *m1 = load(path, 1);
+        interleaved iv;
+        float *la = check_interleaved(m, m1, 16, 13, &iv);
+        free(la);
+        interleaved_free(&iv, m);
+        inf_model_free(m);
+        inf_model_free(m1);
+    }
+    if (!found) skip();
 }
 
 /* Decode at long positions takes the split attention path (few entries, chunks of positions on
@@ -851,11 +983,13 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_f16),
         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_arch_ops),
         cmocka_unit_test(test_norm_softmax_attention),
         cmocka_unit_test(test_attention_paths),
         cmocka_unit_test(test_forward_llama),
         cmocka_unit_test(test_forward_qwen2),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_batch_invariance_archs),
         cmocka_unit_test(test_long_context_split),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_vocab_only_and_context),
