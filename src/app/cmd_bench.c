@@ -29,7 +29,7 @@ static void bench_usage(FILE *f) {
                "  -n, --n-gen N        tokens generated one at a time (default 64)\n"
                "  -t, --threads N      compute threads (default: number of cores)\n"
                "  -r, --repetitions N  runs; the median is reported (default 3)\n"
-               "  -d, --depth D        tokens already in the KV cache before each test (default 0)\n"
+               "  -d, --depth D        tokens already in the KV cache at each test (default 0)\n"
                "      --json           one JSON object per test (format, threads, depth, tok/s,\n"
                "                       GB/s, bandwidth ratio) instead of the text report\n"
                "      --concurrency N  also measure aggregate generation with N concurrent sequences\n"
