@@ -855,6 +855,9 @@ static const inf__mm_kernel mm_q6_k = {kq_act_size_q6_k, kq_prep_q6_k, kq_run_q6
  * float recurrence are those of the row-lane kernel (kq_prep_q4_k, kq_tile), so results are
  * bitwise identical to matmuls on the unpacked weights. */
 #define K16_SB 2304 /* bytes per superblock of 16 rows */
+#ifndef K16_PF
+#define K16_PF (2 * K16_SB) /* decode prefetch distance */
+#endif
 
 /* Scales and mins of a repacked superblock: sc[j] = scale j as int32 lanes, mp[k] = the int16
  * pair (min 2k, min 2k + 1) per lane, d / dmin as floats (kq_repack's decode, from memory). */
@@ -897,7 +900,7 @@ static ALWAYS_INLINE void k16_tile(int T, const uint8_t *g, int64_t nsb, const u
         if (pf) {
             /* Decode streams the weights from DRAM once: prefetch the next superblock. */
             for (int l = 0; l < K16_SB; l += 64)
-                _mm_prefetch((const char *)g + K16_SB + l, _MM_HINT_T0);
+                _mm_prefetch((const char *)g + K16_PF + l, _MM_HINT_T0);
         }
         __m512i sc[8], mp[4];
         __m512 d, dmin;
