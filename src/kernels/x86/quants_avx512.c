@@ -666,6 +666,34 @@ static ALWAYS_INLINE __m512i kq_pair_u8(__m512i v, int i) {
                            _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
 }
 
+/* Decodes a q4_K superblock's header from its row-lane dwords x[0] = d | dmin << 16, x[1..3] =
+ * the 12 packed scale/min bytes: sc[j] = 6-bit scale j per lane (int32), mp[k] = the int16 pair
+ * (min 2k, min 2k + 1) per lane, d and dmin as floats. */
+static ALWAYS_INLINE void kq4_scales(const __m512i x[4], __m512i sc[8], __m512i mp[4], __m512 *d,
+                                     __m512 *dmin) {
+    *d = rl_half_to_ps(x[0]);
+    *dmin = rl_half_to_ps(_mm512_srli_epi32(x[0], 16));
+    const __m512i k3f = _mm512_set1_epi8(0x3f), k0f = _mm512_set1_epi8(0x0f);
+    const __m512i k03 = _mm512_set1_epi8(0x03), kff = _mm512_set1_epi32(0xff);
+    const __m512i sc_lo = _mm512_and_si512(x[1], k3f);
+    const __m512i sc_hi =
+        _mm512_or_si512(_mm512_and_si512(x[3], k0f),
+                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[1], 6), k03), 4));
+    const __m512i m_lo = _mm512_and_si512(x[2], k3f);
+    const __m512i m_hi =
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(x[3], 4), k0f),
+                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[2], 6), k03), 4));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), kff);
+        sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), kff);
+    }
+    mp[0] = kq_pair_u8(m_lo, 0);
+    mp[1] = kq_pair_u8(m_lo, 1);
+    mp[2] = kq_pair_u8(m_hi, 0);
+    mp[3] = kq_pair_u8(m_hi, 1);
+}
+
 static ALWAYS_INLINE void kq_repack(int q6, const uint8_t *const rp[RL_ROWS], __m512i vidx,
                                     int64_t s0, int n, kq_sb *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(0x03);
@@ -675,26 +703,7 @@ static ALWAYS_INLINE void kq_repack(int q6, const uint8_t *const rp[RL_ROWS], __
         if (!q6) {
             const size_t off = (size_t)(s0 + i) * sizeof(inf_block_q4_k);
             rl_t4(rp, off, x); /* [d | dmin], scales 0..3, 4..7, 8..11 */
-            o->d = rl_half_to_ps(x[0]);
-            o->dmin = rl_half_to_ps(_mm512_srli_epi32(x[0], 16));
-            const __m512i k3f = _mm512_set1_epi8(0x3f), k0f = _mm512_set1_epi8(0x0f);
-            const __m512i k03 = _mm512_set1_epi8(0x03);
-            __m512i sc_lo = _mm512_and_si512(x[1], k3f);
-            __m512i sc_hi = _mm512_or_si512(
-                _mm512_and_si512(x[3], k0f),
-                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[1], 6), k03), 4));
-            __m512i m_lo = _mm512_and_si512(x[2], k3f);
-            __m512i m_hi = _mm512_or_si512(
-                _mm512_and_si512(_mm512_srli_epi32(x[3], 4), k0f),
-                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[2], 6), k03), 4));
-            for (int j = 0; j < 4; j++) {
-                o->sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), _mm512_set1_epi32(0xff));
-                o->sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), _mm512_set1_epi32(0xff));
-            }
-            o->mp[0] = kq_pair_u8(m_lo, 0);
-            o->mp[1] = kq_pair_u8(m_lo, 1);
-            o->mp[2] = kq_pair_u8(m_hi, 0);
-            o->mp[3] = kq_pair_u8(m_hi, 1);
+            kq4_scales(x, o->sc, o->mp, &o->d, &o->dmin);
             for (int c = 0; c < 8; c++) rl_t4(rp, off + 16 + 16 * c, raw + 4 * c);
             for (int r = 0; r < 32; r++) {
                 const int k = r / 8, m = r % 8;
@@ -859,33 +868,12 @@ static const inf__mm_kernel mm_q6_k = {kq_act_size_q6_k, kq_prep_q6_k, kq_run_q6
 #define K16_PF (2 * K16_SB) /* decode prefetch distance */
 #endif
 
-/* Scales and mins of a repacked superblock: sc[j] = scale j as int32 lanes, mp[k] = the int16
- * pair (min 2k, min 2k + 1) per lane, d / dmin as floats (kq_repack's decode, from memory). */
+/* Scales and mins of a repacked superblock (its first four vectors). */
 static ALWAYS_INLINE void k16_scales(const uint8_t *sb, __m512i sc[8], __m512i mp[4], __m512 *d,
                                      __m512 *dmin) {
-    const __m512i x0 = _mm512_load_si512(sb), x1 = _mm512_load_si512(sb + 64);
-    const __m512i x2 = _mm512_load_si512(sb + 128), x3 = _mm512_load_si512(sb + 192);
-    *d = rl_half_to_ps(x0);
-    *dmin = rl_half_to_ps(_mm512_srli_epi32(x0, 16));
-    const __m512i k3f = _mm512_set1_epi8(0x3f), k0f = _mm512_set1_epi8(0x0f);
-    const __m512i k03 = _mm512_set1_epi8(0x03), kff = _mm512_set1_epi32(0xff);
-    const __m512i sc_lo = _mm512_and_si512(x1, k3f);
-    const __m512i sc_hi =
-        _mm512_or_si512(_mm512_and_si512(x3, k0f),
-                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x1, 6), k03), 4));
-    const __m512i m_lo = _mm512_and_si512(x2, k3f);
-    const __m512i m_hi = _mm512_or_si512(
-        _mm512_and_si512(_mm512_srli_epi32(x3, 4), k0f),
-        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x2, 6), k03), 4));
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), kff);
-        sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), kff);
-    }
-    mp[0] = kq_pair_u8(m_lo, 0);
-    mp[1] = kq_pair_u8(m_lo, 1);
-    mp[2] = kq_pair_u8(m_hi, 0);
-    mp[3] = kq_pair_u8(m_hi, 1);
+    const __m512i x[4] = {_mm512_load_si512(sb), _mm512_load_si512(sb + 64),
+                          _mm512_load_si512(sb + 128), _mm512_load_si512(sb + 192)};
+    kq4_scales(x, sc, mp, d, dmin);
 }
 
 /* T tokens (lanes lo..lo+T of an activation tile) x 16 rows over all nsb superblocks. */
