@@ -196,6 +196,10 @@ void inf_context_free(inf_context *ctx);
 int inf_context_eval(inf_context *ctx, const int32_t *tokens, int64_t n, bool all, float *logits);
 /* Drops all cached tokens. */
 void inf_context_reset(inf_context *ctx);
+/* Keeps the first n_keep positions of the sequence (0 <= n_keep <= the current position) and
+ * drops the rest: the next eval continues at n_keep (bench --depth reuses a prefilled prefix).
+ * INF_EINVAL when n_keep is out of range. */
+int inf_context_truncate(inf_context *ctx, int64_t n_keep);
 int64_t inf_context_pos(const inf_context *ctx);
 
 /* ---- sampling ---------------------------------------------------------------------------- */

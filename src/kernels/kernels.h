@@ -42,9 +42,9 @@ size_t inf_matmul_scratch_size(int wtype, int64_t n_in, int64_t n_tok);
 void inf_matmul(inf_pool *pool, const inf_tensor *W, const float *X, int64_t n_tok, float *Y,
                 int64_t ldy, void *scratch);
 
-/* Optional, at load time: re-lays out a 2-D weight tensor for this CPU's matmul kernel (q4_0
- * and q8_0 with AVX-512: 16 rows interleaved, with AVX2: 8 rows; one memory stream per row
- * group, no per-call transposition — faster decode and prefill). On success *out is a view of
+/* Optional, at load time: re-lays out a 2-D weight tensor for this CPU's matmul kernel (q4_0,
+ * q8_0 and q4_K with AVX-512: 16 rows interleaved, q4_0 and q8_0 with AVX2: 8 rows; one memory
+ * stream per row group, no per-call transposition — faster decode and prefill). On success *out is a view of
  * the new copy in *mem (returns new memory: free() it after the last matmul; W's data is no
  * longer needed). When no repacked layout applies, *out = *W and *mem = NULL. inf_matmul on
  * *out gives results bitwise identical to W. out->type is then a kernel-private id

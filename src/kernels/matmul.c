@@ -36,6 +36,7 @@ static size_t round_up64(size_t n) { return (n + 63) & ~(size_t)63; }
 static int base_type(int wtype) {
     if (wtype == INF__TYPE_Q4_0_R16 || wtype == INF__TYPE_Q4_0_R8) return INF_TYPE_Q4_0;
     if (wtype == INF__TYPE_Q8_0_R16 || wtype == INF__TYPE_Q8_0_R8) return INF_TYPE_Q8_0;
+    if (wtype == INF__TYPE_Q4_K_R16) return INF_TYPE_Q4_K;
     return wtype;
 }
 
@@ -65,6 +66,7 @@ static size_t plan(int wtype, int64_t n_in, int64_t n_tok, size_t wstride,
             const inf__mm_kernel *kr = NULL;
             if (wtype == INF_TYPE_Q4_0) kr = inf__kernels_mm(packed[0][i]);
             if (wtype == INF_TYPE_Q8_0) kr = inf__kernels_mm(packed[1][i]);
+            if (wtype == INF_TYPE_Q4_K && i == 0) kr = inf__kernels_mm(INF__TYPE_Q4_K_R16);
             size_t szr = kr ? kr->act_size(n_in, n_tok) : 0;
             if (szr > sz) sz = szr;
         }
@@ -217,9 +219,10 @@ int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void
 #if defined(__x86_64__)
     const int isa = inf_kernels_isa();
     if (isa != INF_ISA_AVX512 && isa != INF_ISA_AVX2) return 0;
-    if (W->type != INF_TYPE_Q4_0 && W->type != INF_TYPE_Q8_0) return 0;
-    if (W->ne[2] > 1 || W->ne[3] > 1) return 0;
     const bool v512 = isa == INF_ISA_AVX512; /* 16-row groups; AVX2: 8-row groups */
+    if (W->type != INF_TYPE_Q4_0 && W->type != INF_TYPE_Q8_0 && !(v512 && W->type == INF_TYPE_Q4_K))
+        return 0;
+    if (W->ne[2] > 1 || W->ne[3] > 1) return 0;
     size_t size = v512 ? inf__avx512_repack_size(W->type, W->ne[0], W->ne[1])
                        : inf__avx2_repack_size(W->type, W->ne[0], W->ne[1]);
     if (size == 0) return 0;
@@ -237,7 +240,8 @@ int inf_matmul_repack(inf_pool *pool, const inf_tensor *W, inf_tensor *out, void
                            .n_groups = (W->ne[1] + group_rows - 1) / group_rows};
     atomic_init(&c.next, 0);
     inf_pool_run(pool, repack_worker, &c);
-    if (v512) out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R16 : INF__TYPE_Q8_0_R16;
+    if (W->type == INF_TYPE_Q4_K) out->type = INF__TYPE_Q4_K_R16;
+    else if (v512) out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R16 : INF__TYPE_Q8_0_R16;
     else out->type = W->type == INF_TYPE_Q4_0 ? INF__TYPE_Q4_0_R8 : INF__TYPE_Q8_0_R8;
     out->nb[1] = c.row_bytes;
     out->nb[2] = out->nb[3] = size;

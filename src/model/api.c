@@ -294,6 +294,14 @@ void inf_context_reset(inf_context *c) {
     if (c) c->pos = 0;
 }
 
+int inf_context_truncate(inf_context *c, int64_t n_keep) {
+    if (!c || n_keep < 0 || n_keep > c->pos)
+        return inf__err(INF_EINVAL, "truncate: keep %lld of %lld positions", (long long)n_keep,
+                        c ? (long long)c->pos : 0LL);
+    c->pos = n_keep; /* slot = position: later evals overwrite the dropped cells */
+    return 0;
+}
+
 int64_t inf_context_pos(const inf_context *c) {
     return c ? c->pos : 0;
 }

@@ -618,7 +618,8 @@ static void test_repack(void **state) {
     inf_pool *p2 = NULL;
     assert_int_equal(inf_pool_create(2, &p2), 0);
     const int types[] = {INF_TYPE_Q4_0, INF_TYPE_Q8_0, INF_TYPE_F16, INF_TYPE_Q4_K};
-    const int64_t shapes[][2] = {{32 * 67, 45}, {32 * 64, 64}, {256, 301}, {32 * 3, 17}};
+    const int64_t shapes[][2] = {{32 * 67, 45}, {32 * 64, 64}, {256, 301}, {32 * 3, 17},
+                                 {256 * 5, 37}};
     for (size_t ti = 0; ti < INF_ARRAY_LEN(types); ti++) {
         for (size_t si = 0; si < INF_ARRAY_LEN(shapes); si++) {
             const int64_t n_in = shapes[si][0], n_out = shapes[si][1];
@@ -631,8 +632,9 @@ static void test_repack(void **state) {
             inf_tensor R;
             void *mem = NULL;
             assert_int_equal(inf_matmul_repack(p2, &W, &R, &mem), 0);
-            if (inf_kernels_isa() >= INF_ISA_AVX2 &&
-                (c.type == INF_TYPE_Q4_0 || c.type == INF_TYPE_Q8_0)) {
+            if ((inf_kernels_isa() >= INF_ISA_AVX2 &&
+                 (c.type == INF_TYPE_Q4_0 || c.type == INF_TYPE_Q8_0)) ||
+                (inf_kernels_isa() == INF_ISA_AVX512 && c.type == INF_TYPE_Q4_K)) {
                 assert_non_null(mem);
                 assert_int_not_equal(R.type, W.type);
             } else {

@@ -966,6 +966,20 @@ static void test_vocab_only_and_context(void **state) {
     inf_context_reset(c);
     assert_int_equal(inf_context_eval(c, toks, 3, false, lg), 0);
     assert_memory_equal(first, lg, sizeof(float) * (size_t)t.V);
+    /* Truncate: keep 2 of 6 positions, continue with token 3 of the first run: the logits equal
+     * the straight 3-token run's (the dropped cells are overwritten, never attended to). */
+    inf_context_reset(c);
+    int32_t other[4] = {20, 21, 22, 23};
+    assert_int_equal(inf_context_eval(c, toks, 2, false, lg), 0);
+    assert_int_equal(inf_context_eval(c, other, 4, false, lg), 0);
+    assert_int_equal(inf_context_truncate(c, 7), INF_EINVAL);
+    assert_int_equal(inf_context_truncate(c, -1), INF_EINVAL);
+    assert_int_equal(inf_context_truncate(c, 2), 0);
+    assert_int_equal(inf_context_pos(c), 2);
+    assert_int_equal(inf_context_eval(c, toks + 2, 1, false, lg), 0);
+    assert_memory_equal(first, lg, sizeof(float) * (size_t)t.V);
+    assert_int_equal(inf_context_truncate(c, 0), 0);
+    assert_int_equal(inf_context_pos(c), 0);
     toks[0] = -1;
     inf_context_reset(c);
     assert_int_equal(inf_context_eval(c, toks, 1, false, lg), INF_EINVAL);

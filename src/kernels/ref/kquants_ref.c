@@ -517,8 +517,10 @@ void inf__ref_from_float_q2_k(const float *restrict x, void *restrict vy, int64_
             const float d = FP16(y[i].d) * (y[i].scales[j] & 0x0f);
             if (d == 0.0f) continue;
             const float dm = FP16(y[i].dmin) * (y[i].scales[j] >> 4);
-            for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (uint8_t)clamp_int(inf__nearest_int((x[16 * j + l] + dm) / d), 0, 3);
+            for (int l = 0; l < 16; l++) {
+                const int q = inf__nearest_int((x[16 * j + l] + dm) / d);
+                L[16 * j + l] = (uint8_t)clamp_int(q, 0, 3);
+            }
         }
         pack_2bit(L, y[i].qs);
     }

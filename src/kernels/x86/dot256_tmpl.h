@@ -571,8 +571,8 @@ static void TMPL_FN(vec_dot_q3_k)(int64_t n, float *restrict s, const void *rest
             const int8_t *sg = sc + 8 * h;
             for (int k = 0; k < 4; k++) {
                 const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
-                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3),
-                                                  _mm256_slli_epi16(hb, 2));
+                const __m256i lo2 = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                const __m256i q = _mm256_or_si256(lo2, _mm256_slli_epi16(hb, 2));
                 const __m256i yv = _mm256_loadu_si256((const __m256i *)(p + 32 * k));
                 isum = _mm256_add_epi32(isum, DOT_U8S8_SC(q, yv, SC2(sg[2 * k], sg[2 * k + 1])));
             }

@@ -16,7 +16,8 @@
  *   - "r16", repacked once at load time (inf_matmul_repack): already interleaved, one stream.
  * Tokens go 8 at a time with all 8 accumulators and 16 dpbusd chains in registers.
  * q4_K / q6_K weights: the same row-lane scheme per 256-element superblock, with integer
- * sub-block scales (vpmulld) and the min / -32 terms through vpdpwssd (see kq_*).
+ * sub-block scales (vpmulld) and the min / -32 terms through vpdpwssd (see kq_*); q4_K also has
+ * a layout repacked at load ("k16", k16_*), transposed once instead of on every call.
  *
  * f16 / f32 weights ("pair" kernel): each (row, token) pair owns a 16-lane accumulator over k,
  * fma per 16 elements in k order, reduced by one fixed tree at the end; a tile of rows x tokens
@@ -540,7 +541,12 @@ static size_t r16_row_bytes(int q8, int64_t n_in) {
     return (size_t)((n_in / 32 + 1) / 2) * (size_t)R16_PAIR(q8) / RL_ROWS;
 }
 
+static size_t k16_repack_size(int64_t n_in, int64_t n_rows);
+static void k16_repack(const void *src, size_t src_stride, int64_t n_in, int64_t n_rows,
+                       int64_t g0, int64_t g1, void *dst, size_t *row_bytes);
+
 size_t inf__avx512_repack_size(int type, int64_t n_in, int64_t n_rows) {
+    if (type == INF_TYPE_Q4_K) return k16_repack_size(n_in, n_rows);
     if ((type != INF_TYPE_Q4_0 && type != INF_TYPE_Q8_0) || n_in <= 0 || n_in % 32 || n_rows <= 0)
         return 0;
     size_t groups = (size_t)((n_rows + RL_ROWS - 1) / RL_ROWS), total;
@@ -551,6 +557,10 @@ size_t inf__avx512_repack_size(int type, int64_t n_in, int64_t n_rows) {
 
 void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_in,
                         int64_t n_rows, int64_t g0, int64_t g1, void *dst, size_t *row_bytes) {
+    if (type == INF_TYPE_Q4_K) {
+        k16_repack(src, src_stride, n_in, n_rows, g0, g1, dst, row_bytes);
+        return;
+    }
     const int q8 = type == INF_TYPE_Q8_0;
     const int64_t nb = n_in / 32;
     const size_t bsz = q8 ? sizeof(inf_block_q8_0) : sizeof(inf_block_q4_0);
@@ -656,6 +666,34 @@ static ALWAYS_INLINE __m512i kq_pair_u8(__m512i v, int i) {
                            _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
 }
 
+/* Decodes a q4_K superblock's header from its row-lane dwords x[0] = d | dmin << 16, x[1..3] =
+ * the 12 packed scale/min bytes: sc[j] = 6-bit scale j per lane (int32), mp[k] = the int16 pair
+ * (min 2k, min 2k + 1) per lane, d and dmin as floats. */
+static ALWAYS_INLINE void kq4_scales(const __m512i x[4], __m512i sc[8], __m512i mp[4], __m512 *d,
+                                     __m512 *dmin) {
+    *d = rl_half_to_ps(x[0]);
+    *dmin = rl_half_to_ps(_mm512_srli_epi32(x[0], 16));
+    const __m512i k3f = _mm512_set1_epi8(0x3f), k0f = _mm512_set1_epi8(0x0f);
+    const __m512i k03 = _mm512_set1_epi8(0x03), kff = _mm512_set1_epi32(0xff);
+    const __m512i sc_lo = _mm512_and_si512(x[1], k3f);
+    const __m512i sc_hi =
+        _mm512_or_si512(_mm512_and_si512(x[3], k0f),
+                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[1], 6), k03), 4));
+    const __m512i m_lo = _mm512_and_si512(x[2], k3f);
+    const __m512i m_hi =
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(x[3], 4), k0f),
+                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[2], 6), k03), 4));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), kff);
+        sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), kff);
+    }
+    mp[0] = kq_pair_u8(m_lo, 0);
+    mp[1] = kq_pair_u8(m_lo, 1);
+    mp[2] = kq_pair_u8(m_hi, 0);
+    mp[3] = kq_pair_u8(m_hi, 1);
+}
+
 static ALWAYS_INLINE void kq_repack(int q6, const uint8_t *const rp[RL_ROWS], __m512i vidx,
                                     int64_t s0, int n, kq_sb *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(0x03);
@@ -665,26 +703,7 @@ static ALWAYS_INLINE void kq_repack(int q6, const uint8_t *const rp[RL_ROWS], __
         if (!q6) {
             const size_t off = (size_t)(s0 + i) * sizeof(inf_block_q4_k);
             rl_t4(rp, off, x); /* [d | dmin], scales 0..3, 4..7, 8..11 */
-            o->d = rl_half_to_ps(x[0]);
-            o->dmin = rl_half_to_ps(_mm512_srli_epi32(x[0], 16));
-            const __m512i k3f = _mm512_set1_epi8(0x3f), k0f = _mm512_set1_epi8(0x0f);
-            const __m512i k03 = _mm512_set1_epi8(0x03);
-            __m512i sc_lo = _mm512_and_si512(x[1], k3f);
-            __m512i sc_hi = _mm512_or_si512(
-                _mm512_and_si512(x[3], k0f),
-                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[1], 6), k03), 4));
-            __m512i m_lo = _mm512_and_si512(x[2], k3f);
-            __m512i m_hi = _mm512_or_si512(
-                _mm512_and_si512(_mm512_srli_epi32(x[3], 4), k0f),
-                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(x[2], 6), k03), 4));
-            for (int j = 0; j < 4; j++) {
-                o->sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), _mm512_set1_epi32(0xff));
-                o->sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), _mm512_set1_epi32(0xff));
-            }
-            o->mp[0] = kq_pair_u8(m_lo, 0);
-            o->mp[1] = kq_pair_u8(m_lo, 1);
-            o->mp[2] = kq_pair_u8(m_hi, 0);
-            o->mp[3] = kq_pair_u8(m_hi, 1);
+            kq4_scales(x, o->sc, o->mp, &o->d, &o->dmin);
             for (int c = 0; c < 8; c++) rl_t4(rp, off + 16 + 16 * c, raw + 4 * c);
             for (int r = 0; r < 32; r++) {
                 const int k = r / 8, m = r % 8;
@@ -834,6 +853,152 @@ static const inf__mm_kernel mm_q4_k = {kq_act_size_q4_k, kq_prep_q4_k, kq_run_q4
 static const inf__mm_kernel mm_q6_k = {kq_act_size_q6_k, kq_prep_q6_k, kq_run_q6_k,
                                        INT32_MAX / RL_ROWS};
 
+/* ==== repacked q4_K weights ("k16") ========================================================= */
+
+/* Layout made once at load time (inf_matmul_repack): rows in groups of 16 (the last group
+ * zero-padded), then superblock by superblock, each the row-lane transposition of the 16 rows'
+ * 144-byte GGUF blocks: vector j (64 bytes) holds dword j of row r's block in lane r:
+ *   j = 0: d | dmin << 16; j = 1..3: the 12 packed scale/min bytes; j = 4..35: the 128 qs bytes.
+ * Exactly the GGUF bytes per row, one aligned stream per 16 rows, so the kernel needs only loads
+ * where the row-lane kernel above transposes on every call. Activations and the per-output
+ * float recurrence are those of the row-lane kernel (kq_prep_q4_k, kq_tile), so results are
+ * bitwise identical to matmuls on the unpacked weights. */
+#define K16_SB 2304 /* bytes per superblock of 16 rows */
+#ifndef K16_PF
+#define K16_PF (2 * K16_SB) /* decode prefetch distance */
+#endif
+
+/* Scales and mins of a repacked superblock (its first four vectors). */
+static ALWAYS_INLINE void k16_scales(const uint8_t *sb, __m512i sc[8], __m512i mp[4], __m512 *d,
+                                     __m512 *dmin) {
+    const __m512i x[4] = {_mm512_load_si512(sb), _mm512_load_si512(sb + 64),
+                          _mm512_load_si512(sb + 128), _mm512_load_si512(sb + 192)};
+    kq4_scales(x, sc, mp, d, dmin);
+}
+
+/* T tokens (lanes lo..lo+T of an activation tile) x 16 rows over all nsb superblocks. */
+static ALWAYS_INLINE void k16_tile(int T, const uint8_t *g, int64_t nsb, const uint8_t *tile,
+                                   int lo, float *y, int64_t ldy, __mmask16 mask, int pf) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[KQ_T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    const uint8_t *sa = tile;
+    for (int64_t s = 0; s < nsb; s++, g += K16_SB, sa += KQ_SB_ACT(0)) {
+        if (pf) {
+            /* Decode streams the weights from DRAM once: prefetch the next superblock. */
+            for (int l = 0; l < K16_SB; l += 64)
+                _mm_prefetch((const char *)g + K16_PF + l, _MM_HINT_T0);
+        }
+        __m512i sc[8], mp[4];
+        __m512 d, dmin;
+        k16_scales(g, sc, mp, &d, &dmin);
+        __m512i isum[KQ_T];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) { /* sub-blocks 2k (low nibbles) and 2k + 1 (high) */
+            __m512i lo4[8], hi4[8];
+#pragma GCC unroll 8
+            for (int m = 0; m < 8; m++) {
+                const __m512i raw = _mm512_load_si512(g + 256 + 64 * (8 * k + m));
+                lo4[m] = _mm512_and_si512(raw, m4);
+                hi4[m] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+            }
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const int gi = 2 * k + h;
+                __m512i a0[KQ_T], a1[KQ_T];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) a0[t] = a1[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int m = 0; m < 8; m += 2) {
+                    const __m512i w0 = h ? hi4[m] : lo4[m], w1 = h ? hi4[m + 1] : lo4[m + 1];
+#pragma GCC unroll 4
+                    for (int t = 0; t < T; t++) {
+                        const i32u *xw = (const i32u *)(sa + 256 * (lo + t) + 32 * gi);
+                        a0[t] = _mm512_dpbusd_epi32(a0[t], w0, _mm512_set1_epi32(xw[m]));
+                        a1[t] = _mm512_dpbusd_epi32(a1[t], w1, _mm512_set1_epi32(xw[m + 1]));
+                    }
+                }
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++)
+                    isum[t] = _mm512_add_epi32(
+                        isum[t], _mm512_mullo_epi32(_mm512_add_epi32(a0[t], a1[t]), sc[gi]));
+            }
+        }
+        const i32u *bp = (const i32u *)(sa + 2048 + 32);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m512i osum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                osum = _mm512_dpwssd_epi32(osum, mp[k], _mm512_set1_epi32(bp[4 * (lo + t) + k]));
+            float dy;
+            memcpy(&dy, sa + 2048 + 4 * (lo + t), 4);
+            const __m512 vdy = _mm512_set1_ps(dy);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, vdy), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(osum), _mm512_mul_ps(dmin, vdy), acc[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
+}
+
+static void k16_run_q4_k(int64_t n_in, const void *w, size_t wstride, int64_t n_rows,
+                         const void *act, int64_t n_tok, float *y, int64_t ldy) {
+    const int64_t nsb = n_in / 256;
+    const size_t tile_bytes = (size_t)nsb * KQ_SB_ACT(0);
+    const size_t gstride = wstride * RL_ROWS;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += RL_ROWS) {
+        const int nr = (int)INF_MIN(RL_ROWS, n_rows - r0);
+        const __mmask16 mask = (__mmask16)((1u << nr) - 1);
+        const uint8_t *g = (const uint8_t *)w + (size_t)(r0 / RL_ROWS) * gstride;
+        for (int64_t t = 0; t < n_tok; t += KQ_T) {
+            const uint8_t *tile = (const uint8_t *)act + (size_t)(t / RL_T) * tile_bytes;
+            const int lo = (int)(t % RL_T);
+            float *yt = y + t * ldy + r0;
+#define K16_TILE(TT) k16_tile(TT, g, nsb, tile, lo, yt, ldy, mask, n_tok <= KQ_T)
+            switch (INF_MIN(KQ_T, n_tok - t)) {
+            case 1: K16_TILE(1); break;
+            case 2: K16_TILE(2); break;
+            case 3: K16_TILE(3); break;
+            default: K16_TILE(4); break;
+            }
+#undef K16_TILE
+        }
+    }
+}
+
+static const inf__mm_kernel mm_q4_k_k16 = {kq_act_size_q4_k, kq_prep_q4_k, k16_run_q4_k, 0};
+
+static size_t k16_repack_size(int64_t n_in, int64_t n_rows) {
+    if (n_in <= 0 || n_in % 256 || n_rows <= 0) return 0;
+    size_t groups = (size_t)((n_rows + RL_ROWS - 1) / RL_ROWS), per, total;
+    if (inf__mul_overflow((size_t)(n_in / 256), (size_t)K16_SB, &per) ||
+        inf__mul_overflow(per, groups, &total))
+        return 0;
+    return total;
+}
+
+static void k16_repack(const void *src, size_t src_stride, int64_t n_in, int64_t n_rows,
+                       int64_t g0, int64_t g1, void *dst, size_t *row_bytes) {
+    const int64_t nsb = n_in / 256;
+    const size_t gbytes = (size_t)nsb * K16_SB;
+    *row_bytes = gbytes / RL_ROWS;
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *out = (uint8_t *)dst + (size_t)g * gbytes;
+        memset(out, 0, gbytes);
+        for (int r = 0; r < RL_ROWS && g * RL_ROWS + r < n_rows; r++) {
+            const uint8_t *in = (const uint8_t *)src + (size_t)(g * RL_ROWS + r) * src_stride;
+            for (int64_t s = 0; s < nsb; s++) {
+                const uint8_t *blk = in + (size_t)s * sizeof(inf_block_q4_k);
+                uint8_t *o = out + (size_t)s * K16_SB + 4 * r;
+                for (int j = 0; j < 36; j++) memcpy(o + 64 * j, blk + 4 * j, 4);
+            }
+        }
+    }
+}
+
 /* ==== pair kernel for f16 / f32 weights ===================================================== */
 
 #define PR_R 4 /* rows per tile */
@@ -970,6 +1135,7 @@ const inf__mm_kernel *inf__avx512_mm_kernel(int wtype) {
     case INF_TYPE_Q6_K: return &mm_q6_k;
     case INF__TYPE_Q4_0_R16: return &mm_q4_0_r16;
     case INF__TYPE_Q8_0_R16: return &mm_q8_0_r16;
+    case INF__TYPE_Q4_K_R16: return &mm_q4_k_k16;
     }
     return NULL;
 }

@@ -43,7 +43,8 @@ const inf__mm_kernel *inf__avx512_mm_kernel(int wtype);
  * made by inf_matmul_repack. */
 #define INF__TYPE_Q4_0_R16 (INF_TYPE_COUNT + 0)
 #define INF__TYPE_Q8_0_R16 (INF_TYPE_COUNT + 1)
-/* Bytes of the repacked form of n_rows rows of type (q4_0/q8_0), 0 when not repackable. */
+#define INF__TYPE_Q4_K_R16 (INF_TYPE_COUNT + 4) /* q4_K, 16 rows per superblock (avx512) */
+/* Bytes of the repacked form of n_rows rows of type (q4_0/q8_0/q4_K), 0 when not repackable. */
 size_t inf__avx512_repack_size(int type, int64_t n_in, int64_t n_rows);
 /* Repacks row groups [g0, g1) (16 rows each) of src into dst; *row_bytes = the new nb[1]. */
 void inf__avx512_repack(int type, const void *src, size_t src_stride, int64_t n_in,
