@@ -103,6 +103,10 @@ typedef struct inf_model_info {
     int64_t n_ctx_orig;          /* LongRoPE: long factors above this context (0: none) */
 } inf_model_info;
 
+/* The model's weight types, most tensors first, as users name files: "q8_0", "q4_K+q6_K" (a
+ * mixture); "f32" when everything is f32. Writes at most cap bytes (NUL included). */
+void inf_model_format_name(const inf_model_info *info, char *buf, size_t cap);
+
 /* Fills *info with borrowed views valid while the model lives. */
 void inf_model_get_info(const inf_model *model, inf_model_info *info);
 /* Name of a GGUF tensor type id ("q4_0") or NULL. */

@@ -95,28 +95,6 @@ static void fill_tokens(int32_t *t, int64_t n, int64_t n_vocab, uint64_t seed) {
     }
 }
 
-/* The model's weight types, most tensors first: "q4_K+q6_K" (a mixture), "q8_0". F32 (norms)
- * counts only when nothing else is there. */
-static void format_name(const inf_model_info *info, char *buf, size_t cap) {
-    bool used[64] = {false};
-    size_t len = 0;
-    buf[0] = 0;
-    for (;;) {
-        int best = -1;
-        for (int t = 1; t < 64; t++)
-            if (!used[t] && info->n_tensors_by_type[t] > 0 &&
-                (best < 0 || info->n_tensors_by_type[t] > info->n_tensors_by_type[best]))
-                best = t;
-        if (best < 0) break;
-        used[best] = true;
-        const char *nm = inf_type_name(best);
-        int k = snprintf(buf + len, cap - len, "%s%s", len ? "+" : "", nm ? nm : "?");
-        if (k < 0 || (size_t)k >= cap - len) break;
-        len += (size_t)k;
-    }
-    if (!len) snprintf(buf, cap, "f32");
-}
-
 /* s as a JSON string body (quotes and backslashes escaped, control bytes as \u00XX). */
 static void json_str(FILE *f, const char *s) {
     fputc('"', f);
@@ -266,7 +244,7 @@ int inf_cmd_bench(int argc, char **argv) {
     const char *base = strrchr(model_path, '/');
     base = base ? base + 1 : model_path;
     char format[128], test[64];
-    format_name(&info, format, sizeof format);
+    inf_model_format_name(&info, format, sizeof format);
     if (json) {
         const int64_t threads = n_threads > 0 ? n_threads : n_cores();
         snprintf(test, sizeof test, "pp%lld", (long long)n_prompt);

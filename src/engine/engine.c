@@ -60,6 +60,8 @@ struct inf_engine {
     inf_model *model;
     inf_engine_params params;
     int64_t n_ctx, n_vocab, n_embd;
+    int64_t n_ctx_model; /* the context asked for, before the pool bounds it: the model's view
+                          * (e.g. LongRoPE picks its factors by it, as llama.cpp does by n_ctx) */
 
     /* engine thread */
     inf_kvpool pool;
@@ -614,6 +616,7 @@ static int resolve_params(inf_engine *e, const inf_engine_params *in, size_t *pa
     *n_pages = pages;
     /* A sequence can never hold more tokens than the whole pool: that is the context the engine
      * really offers (a request is refused at submit rather than cut short later). */
+    e->n_ctx_model = n_ctx;
     if (n_ctx > pages * p.page_tokens) n_ctx = pages * p.page_tokens;
     e->params = p;
     e->n_ctx = n_ctx;
@@ -708,7 +711,7 @@ int inf_engine_create(inf_model *model, const inf_engine_params *params, inf_eng
         goto fail;
     }
     e->kv_init = true;
-    if ((rc = inf_forward_scratch_new(model, p->max_batch_tokens, e->n_ctx, &e->scratch)) < 0)
+    if ((rc = inf_forward_scratch_new(model, p->max_batch_tokens, e->n_ctx_model, &e->scratch)) < 0)
         goto fail;
     size_t T = (size_t)p->max_batch_tokens, M = (size_t)p->max_seqs;
     e->b_tok = inf__calloc(T, sizeof *e->b_tok);

@@ -9,6 +9,7 @@
  */
 #include "model/model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -304,4 +305,25 @@ int inf_context_truncate(inf_context *c, int64_t n_keep) {
 
 int64_t inf_context_pos(const inf_context *c) {
     return c ? c->pos : 0;
+}
+
+void inf_model_format_name(const inf_model_info *info, char *buf, size_t cap) {
+    bool used[64] = {false};
+    size_t len = 0;
+    if (!cap) return;
+    buf[0] = 0;
+    for (;;) {
+        int best = -1;
+        for (int t = 1; t < 64; t++) /* type 0 (f32: norms) only when nothing else is there */
+            if (!used[t] && info->n_tensors_by_type[t] > 0 &&
+                (best < 0 || info->n_tensors_by_type[t] > info->n_tensors_by_type[best]))
+                best = t;
+        if (best < 0) break;
+        used[best] = true;
+        const char *nm = inf_type_name(best);
+        int k = snprintf(buf + len, cap - len, "%s%s", len ? "+" : "", nm ? nm : "?");
+        if (k < 0 || (size_t)k >= cap - len) break;
+        len += (size_t)k;
+    }
+    if (!len) snprintf(buf, cap, "f32");
 }

@@ -41,6 +41,20 @@ static json_t *model_object(const inf_server *srv, const char *name) {
     json_object_set_new(m, "created", json_integer(srv->created));
     json_object_set_new(m, "owned_by", json_string("inferneo"));
     json_object_set_new(m, "max_model_len", json_integer(srv->n_ctx));
+    if (srv->model) { /* the model card: what a client needs to know about the weights */
+        inf_model_info info;
+        inf_model_get_info(srv->model, &info);
+        char fmt[128];
+        inf_model_format_name(&info, fmt, sizeof fmt);
+        json_object_set_new(m, "architecture", json_string(info.arch ? info.arch : "?"));
+        json_object_set_new(m, "n_params", json_integer((json_int_t)info.n_params));
+        json_object_set_new(m, "format", json_string(fmt));
+        json_object_set_new(m, "n_ctx_train", json_integer(info.n_ctx_train));
+        if (info.n_expert) {
+            json_object_set_new(m, "n_expert", json_integer(info.n_expert));
+            json_object_set_new(m, "n_expert_used", json_integer(info.n_expert_used));
+        }
+    }
     return m;
 }
 

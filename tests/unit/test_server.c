@@ -86,8 +86,11 @@ static void test_models(void **state) {
     json_t *data = json_object_get(o, "data");
     assert_int_equal(json_array_size(data), 2);
     assert_string_equal(str_at(json_array_get(data, 1), "id", NULL), "alias");
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(data, 0), "max_model_len")),
-                     512);
+    json_t *card = json_array_get(data, 0);
+    assert_int_equal(json_integer_value(json_object_get(card, "max_model_len")), 512);
+    assert_string_equal(str_at(card, "architecture", NULL), "llama");
+    assert_string_equal(str_at(card, "format", NULL), "f32"); /* stories260K is all f32 */
+    assert_true(json_integer_value(json_object_get(card, "n_params")) > 200000);
     json_decref(o);
     o = inf__ep_model(&srv, "alias", &st);
     assert_int_equal(st, 200);
