@@ -73,6 +73,18 @@ static void call_free(inf__call *call) {
     free(call);
 }
 
+/* Ends a call whose client has gone or was already answered: recorded once (with the error it
+ * got, else 499) and freed. */
+static void call_drop(inf__call *call) {
+    if (!call->counted) {
+        call->counted = true;
+        inf__record(call->srv, call->method, call->path, call->path,
+                    call->err_status ? call->err_status : 499, 0, 0, call->t_start);
+    }
+    call_unlink(call);
+    call_free(call);
+}
+
 void inf__call_cancel(inf__call *call) {
     call->cancel_requested = true; /* while preparing: cancelled once submitted */
     for (int i = 0; i < call->n_subs; i++) {
@@ -94,16 +106,8 @@ void inf__calls_detach(inf__conn *c) {
 }
 
 void inf__calls_free_all(inf_server *srv) {
-    while (srv->orphans) {
-        inf__call *call = srv->orphans;
-        if (!call->counted) {
-            call->counted = true;
-            inf__record(srv, call->method, call->path, call->path,
-                        call->err_status ? call->err_status : 499, 0, 0, call->t_start);
-        }
-        call_unlink(call);
-        call_free(call);
-    }
+    while (srv->orphans)
+        call_drop(srv->orphans);
 }
 
 /* ---- output ------------------------------------------------------------------------------- */
@@ -314,13 +318,7 @@ void inf__call_prepared(inf__call *call) {
         return;
     }
     if (!c || call->dead) { /* the client went (or was answered) while it was prepared */
-        if (!call->counted) {
-            call->counted = true;
-            inf__record(srv, call->method, call->path, call->path,
-                        call->err_status ? call->err_status : 499, 0, 0, call->t_start);
-        }
-        call_unlink(call);
-        call_free(call);
+        call_drop(call);
         return;
     }
     inf__oa_err e = call->prep_err;
