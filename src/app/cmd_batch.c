@@ -181,36 +181,13 @@ static bool parse_request(json_t *o, int64_t index, breq *r, char *err, size_t e
 
 /* ---- output ---- */
 
-/* Length of the well-formed UTF-8 character at s[0..n), or 0 (overlongs, surrogates and
- * values above U+10FFFF are not well-formed). */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-    int len = inf__utf8_len(s[0]);
-    if (len == 0 || (size_t)len > n) return 0;
-    uint32_t cp = len == 1 ? s[0] : (uint32_t)(s[0] & (0x7F >> len));
-    for (int k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return (size_t)len;
-}
-
-/* A JSON string of text; invalid UTF-8 bytes (which jansson rejects) become U+FFFD. */
+/* A JSON string of text; invalid UTF-8 (which jansson rejects) gets the tree's one rule
+ * (inf__utf8_sanitize: each maximal ill-formed subpart becomes U+FFFD). */
 static json_t *json_text(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j) return j;
     inf_sb sb = {0};
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_char((const unsigned char *)s + i, n - i);
-        if (len > 0) {
-            inf__sb_append(&sb, s + i, len);
-            i += len;
-        } else {
-            inf__sb_append(&sb, "\xEF\xBF\xBD", 3);
-            i++;
-        }
-    }
+    inf__utf8_sanitize(&sb, s, n, NULL);
     j = json_stringn(sb.data ? sb.data : "", sb.len);
     inf__sb_free(&sb);
     return j;

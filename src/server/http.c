@@ -824,6 +824,14 @@ int inf__http_raw_adopted(inf_server *srv, struct lws *wsi) {
     return -1;
 }
 
+void inf__http_bad_method(inf_server *srv, struct lws *wsi, const char *method) {
+    inf__oa_err e;
+    inf__oa_fail(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
+                 "Method '%s' is not allowed", method);
+    raw_answer(wsi, "405 Method Not Allowed", "allow: GET, HEAD, POST, OPTIONS\r\n", &e);
+    inf__record(srv, method, "?", "other", 405, -1, -1, inf__time_s());
+}
+
 void inf__http_note_header_overflow(inf_server *srv) {
     if (!srv) return;
     inf__conn *hit = NULL;

@@ -359,8 +359,12 @@ void inf__http_note_header_overflow(inf_server *srv);
 /* lws 4.1 turns a CONNECT request into a raw socket (LWS_CALLBACK_RAW_ADOPT): it is answered
  * 405 and closed. Returns -1 (close). */
 int inf__http_raw_adopted(inf_server *srv, struct lws *wsi);
+/* Answers a request line whose method lws does not know with 405 (guard.c). */
+void inf__http_bad_method(inf_server *srv, struct lws *wsi, const char *method);
 
 /* ---- ws.c ---- */
+/* A client broke the framing rules (guard.c): close 1002 on the socket. */
+void inf__ws_protocol_error(inf_server *srv, struct lws *wsi);
 int inf__ws_filter(inf__conn *c, struct lws *wsi);
 void inf__ws_established(inf__conn *c);
 int inf__ws_receive(inf__conn *c, const void *in, size_t len);
@@ -436,6 +440,29 @@ char *inf__metrics_render(inf__metrics *m, inf_engine *engine, size_t *len);
  * path as sent, status, tokens when prompt_tokens >= 0, time since t_start). */
 void inf__record(inf_server *srv, const char *method, const char *path, const char *endpoint,
                  int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start);
+
+/* ---- guard.c: the byte-level check in front of lws (unknown methods, unmasked frames) ---- */
+enum { INF__GUARD_METHOD, INF__GUARD_HEADERS, INF__GUARD_BODY, INF__GUARD_WS, INF__GUARD_OFF };
+enum { INF__GUARD_BAD_METHOD = 1, INF__GUARD_UNMASKED = 2 };
+typedef struct inf__guard_scan {
+    int mode;      /* INF__GUARD_METHOD (zero: a fresh scanner) .. INF__GUARD_OFF */
+    char method[16];
+    int n_method;
+    uint32_t tail; /* last header bytes, for the blank line */
+    int ws_state;  /* 0 first byte, 1 mask+length, 2 extended length, 3 key, 4 payload */
+    int n_len, n_key;
+    uint64_t remaining;
+} inf__guard_scan;
+/* Scans n more bytes; returns 0 or a verdict (INF__GUARD_BAD_METHOD / _UNMASKED). *used: bytes
+ * consumed (in mode INF__GUARD_BODY it stops: the rest is the caller's to keep). */
+int inf__guard_feed(inf__guard_scan *s, const uint8_t *p, size_t n, size_t *used);
+/* hook(ctx, wsi, verdict, method as sent) answers a violation (called from inside lws' read, I/O thread). */
+void inf__guard_set_hook(void (*fn)(void *ctx, struct lws *wsi, int verdict, const char *method),
+                         void *ctx);
+void inf__guard_track(struct lws *wsi);  /* a new client connection */
+void inf__guard_http(struct lws *wsi);   /* its request is plain HTTP: stop watching */
+int inf__guard_ws(struct lws *wsi);      /* it became a WebSocket: verdict of the kept bytes */
+void inf__guard_forget(struct lws *wsi); /* the connection is gone */
 
 /* ---- auth.c ---- */
 /* 1: authorised (or no keys configured), 0: not. *key_index: which key (or -1). */

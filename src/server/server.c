@@ -195,6 +195,15 @@ static void shutdown_progress(inf_server *srv) {
     if (!pending || now >= srv->shutdown_deadline + 1.0) srv->exit_loop = true;
 }
 
+/* guard.c found a request line or frame lws would take: answer it on the socket */
+static void guard_violation(void *ctx, struct lws *wsi, int verdict, const char *method) {
+    inf_server *srv = ctx;
+    if (verdict == INF__GUARD_BAD_METHOD)
+        inf__http_bad_method(srv, wsi, method);
+    else
+        inf__ws_protocol_error(srv, wsi);
+}
+
 /* ---- the lws callback ------------------------------------------------------------------------ */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -208,8 +217,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: wakeup(srv); return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: /* tracked from the start (431) */
+        inf__guard_track(wsi);
         return inf__conn_get(srv, wsi, &inf__http_transport) ? 0 : -1;
     case LWS_CALLBACK_HTTP:
+        inf__guard_http(wsi);
         if (!(c = inf__conn_get(srv, wsi, &inf__http_transport))) return -1;
         return inf__http_request(c, (const char *)in);
     case LWS_CALLBACK_HTTP_BODY:
@@ -227,6 +238,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return inf__ws_filter(c, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         if (!(c = inf__conn_get(srv, wsi, &inf__http_transport))) return -1;
+        if (inf__guard_ws(wsi)) { /* frames read together with the handshake */
+            guard_violation(srv, wsi, INF__GUARD_UNMASKED, NULL);
+            return -1;
+        }
         inf__ws_established(c);
         return 0;
     case LWS_CALLBACK_RECEIVE:
@@ -246,6 +261,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_RAW_ADOPT: return inf__http_raw_adopted(srv, wsi);
     case LWS_CALLBACK_WSI_DESTROY:
+        inf__guard_forget(wsi);
         if ((c = lws_get_opaque_user_data(wsi))) inf__calls_detach(c);
         inf__conn_destroy(srv, wsi);
         return 0;
@@ -349,6 +365,7 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
         info.retry_and_idle_policy = &srv->retry;
     }
     info.vhost_name = "inferneo";
+    inf__guard_set_hook(guard_violation, srv);
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
         rc = inf__err(INF_EIO, "cannot listen on %s:%d (address in use or not available)",

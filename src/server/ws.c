@@ -178,6 +178,18 @@ void inf__ws_established(inf__conn *c) {
     }
 }
 
+void inf__ws_protocol_error(inf_server *srv, struct lws *wsi) {
+    (void)srv;
+    /* lws is inside its read of this socket and about to see end of stream: the close frame
+     * (1002, RFC 6455 §5.1) goes straight to the socket unless a frame is half written */
+    static const uint8_t close_1002[] = {0x88, 0x10, 0x03, 0xea, 'u', 'n', 'm', 'a', 's', 'k',
+                                         'e', 'd', ' ', 'f', 'r', 'a', 'm', 'e'};
+    int fd = (int)lws_get_socket_fd(wsi);
+    if (fd >= 0 && !lws_partial_buffered(wsi))
+        (void)!send(fd, close_1002, sizeof close_1002, MSG_NOSIGNAL | MSG_DONTWAIT);
+    inf__log(INF_LOG_WARN, "websocket: client sent an unmasked frame: closed with 1002");
+}
+
 bool inf__ws_rid_equal(json_t *a, json_t *b) {
     if (!a || !b) return false;
     if (json_is_number(a) && json_is_number(b)) {

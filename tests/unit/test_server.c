@@ -281,6 +281,59 @@ static void test_request_id_equality(void **state) {
         json_decref(i2);
 }
 
+/* Feeds text one byte at a time or whole; returns the verdict. */
+static int guard_run(inf__guard_scan *s, const void *p, size_t n, bool bytewise) {
+    const uint8_t *b = p;
+    size_t used = 0;
+    if (!bytewise) return inf__guard_feed(s, b, n, &used);
+    for (size_t i = 0; i < n; i++) {
+        int v = inf__guard_feed(s, b + i, 1, &used);
+        if (v || s->mode == INF__GUARD_BODY) return v;
+    }
+    return 0;
+}
+
+static void test_guard_scanner(void **state) {
+    (void)state;
+    static const char req[] = "GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        inf__guard_scan s = {0};
+        size_t used = 0;
+        assert_int_equal(guard_run(&s, req, strlen(req), bytewise), 0);
+        assert_int_equal(s.mode, INF__GUARD_BODY);
+        s.mode = INF__GUARD_WS;
+        /* masked text frame (5 bytes), masked frame with a 16-bit length (300 bytes), then an
+         * unmasked one */
+        uint8_t fr[2 + 4 + 5 + 4 + 4 + 300 + 2] = {0x81, 0x85, 1, 2, 3, 4, 'h', 'e', 'l', 'l', 'o',
+                                                  0x82, 0xfe, 0x01, 0x2c, 9, 9, 9, 9};
+        size_t unmasked_at = sizeof fr - 2;
+        fr[unmasked_at] = 0x81;
+        fr[unmasked_at + 1] = 0x05;
+        if (bytewise) {
+            for (size_t i = 0; i < unmasked_at; i++)
+                assert_int_equal(inf__guard_feed(&s, fr + i, 1, &used), 0);
+            assert_int_equal(inf__guard_feed(&s, fr + unmasked_at, 2, &used), INF__GUARD_UNMASKED);
+            assert_int_equal(used, 1);
+        } else {
+            assert_int_equal(inf__guard_feed(&s, fr, sizeof fr, &used), INF__GUARD_UNMASKED);
+            assert_int_equal(used, unmasked_at + 1);
+        }
+    }
+    static const char *const bad[] = {"BREW /pot HTTP/1.1\r\n", "TRACE / HTTP/1.1\r\n",
+                                       "\r\nPROPFIND / HTTP/1.1\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        inf__guard_scan s = {0};
+        assert_int_equal(guard_run(&s, bad[i], strlen(bad[i]), i & 1), INF__GUARD_BAD_METHOD);
+    }
+    /* known methods in any case pass; a line that is not a request line is left to lws */
+    static const char *const fine[] = {"get / HTTP/1.1\r\n", "OPTIONS * HTTP/1.1\r\n",
+                                       "\x16\x03\x01 tls hello", "ABCDEFGHIJKLMNOPQRSTU / x"};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        inf__guard_scan s = {0};
+        assert_int_equal(guard_run(&s, fine[i], strlen(fine[i]), false), 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_ready),
@@ -291,6 +344,7 @@ int main(void) {
         cmocka_unit_test(test_chunked_valid),
         cmocka_unit_test(test_chunked_malformed),
         cmocka_unit_test(test_request_id_equality),
+        cmocka_unit_test(test_guard_scanner),
     };
     return cmocka_run_group_tests(tests, setup_model, teardown_model);
 }
