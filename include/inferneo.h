@@ -66,6 +66,10 @@ typedef struct inf_model inf_model;
 typedef struct inf_model_params {
     int n_threads;   /* compute workers for the forward pass; <= 0 means number of cores */
     bool vocab_only; /* load metadata + tokenizer only (no weights needed in the file) */
+    /* Optional: called on the loading thread as the load advances (done in [0, 1]; 1 once at
+     * the end of a successful load), mostly while weights are read and repacked. */
+    void (*progress)(float done, void *user);
+    void *progress_user;
 } inf_model_params;
 
 inf_model_params inf_model_params_default(void);

@@ -21,6 +21,14 @@ int inf_cmd_serve(int argc, char **argv);
 void inf_app_fail(const char *what, int err);
 /* Log sink that writes lines to stderr: info as is, other levels as "[level] msg". */
 void inf_app_log_stderr(int level, const char *msg, void *user);
+/* The server's log: each line starts with an ISO-8601 UTC timestamp and the level; with
+ * INF_APP_LOG_JSON each line is {"time","level","msg"}. user: an inf_app_log_format *. */
+typedef enum { INF_APP_LOG_TEXT, INF_APP_LOG_JSON } inf_app_log_format;
+void inf_app_log_serve(int level, const char *msg, void *user);
+/* A progress bar on stderr ("\r" redrawn; user: a label or NULL), for inf_model_params.progress;
+ * inf_app_progress_wanted: stderr is a terminal that can show it. */
+void inf_app_progress(float done, void *user);
+bool inf_app_progress_wanted(void);
 /* Reads a whole file into a new buffer (free with free()); NULL + message on failure, also when
  * the file is larger than INF_APP_MAX_FILE bytes. */
 #define INF_APP_MAX_FILE (256 << 20)

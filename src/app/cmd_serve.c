@@ -48,6 +48,8 @@ static void serve_usage(FILE *f) {
                "      --drain-timeout S       after SIGTERM/SIGINT, seconds running requests may\n"
                "                              finish before each is ended properly (default 10;\n"
                "                              --shutdown-grace is an alias)\n"
+               "      --log-format FMT        text (default: ISO-8601 time, level, message) or\n"
+               "                              json (one object per line: time, level, msg)\n"
                "  -t, --threads N             compute threads (default: number of cores)\n"
                "  -h, --help                  this help\n");
 }
@@ -122,6 +124,7 @@ static bool read_keys(strlist *keys, const char *path) {
 typedef struct sig_ctx {
     inf_server *srv;
     sigset_t set;
+    void *log_user;
 } sig_ctx;
 
 static void *signal_main(void *arg) {
@@ -130,7 +133,8 @@ static void *signal_main(void *arg) {
         int sig = 0;
         if (sigwait(&s->set, &sig) != 0) continue;
         if (sig == SIGUSR1) return NULL;
-        fprintf(stderr, "[info] %s received: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        inf_app_log_serve(INF_LOG_INFO, sig == SIGINT ? "SIGINT received: stopping"
+                                                      : "SIGTERM received: stopping", s->log_user);
         inf_server_stop(s->srv);
     }
 }
@@ -139,6 +143,7 @@ int inf_cmd_serve(int argc, char **argv) {
     inf_server_config cfg;
     inf_server_config_default(&cfg);
     strlist names = {0}, keys = {0}, origins = {0};
+    static inf_app_log_format log_format = INF_APP_LOG_TEXT;
     int status = 2;
     int64_t v;
     float f;
@@ -214,6 +219,12 @@ int inf_cmd_serve(int argc, char **argv) {
                 goto done;
             }
             cfg.shutdown_grace_s = f;
+        } else if (!strcmp(a, "--log-format")) {
+            if (strcmp(val, "text") && strcmp(val, "json")) {
+                fprintf(stderr, "inferneo serve: --log-format must be text or json\n");
+                goto done;
+            }
+            log_format = !strcmp(val, "json") ? INF_APP_LOG_JSON : INF_APP_LOG_TEXT;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!inf_app_parse_i64(a, val, 1, 1024, &v)) goto done;
             cfg.model.n_threads = (int)v;
@@ -235,9 +246,13 @@ int inf_cmd_serve(int argc, char **argv) {
     cfg.cors_origins = (const char *const *)origins.v;
     cfg.n_cors_origins = origins.n;
 
-    inf_set_log(inf_app_log_stderr, NULL);
+    inf_set_log(inf_app_log_serve, &log_format);
+    if (inf_app_progress_wanted()) {
+        cfg.model.progress = inf_app_progress;
+        cfg.model.progress_user = "loading model";
+    }
     signal(SIGPIPE, SIG_IGN);
-    sig_ctx sc = {0};
+    sig_ctx sc = {.log_user = &log_format};
     sigemptyset(&sc.set);
     sigaddset(&sc.set, SIGINT);
     sigaddset(&sc.set, SIGTERM);
@@ -247,7 +262,9 @@ int inf_cmd_serve(int argc, char **argv) {
     inf_server *srv = NULL;
     int rc = inf_server_create(&cfg, &srv);
     if (rc < 0) {
-        inf_app_fail("serve", rc);
+        /* one sentence: what failed and why (no error-class prefix) */
+        const char *why = inf_last_error();
+        fprintf(stderr, "inferneo: %s\n", why && why[0] ? why : inf_strerror(rc));
         status = 1;
         goto done;
     }

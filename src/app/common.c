@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 void inf_app_fail(const char *what, int err) {
     const char *detail = inf_last_error();
@@ -28,6 +31,63 @@ void inf_app_log_stderr(int level, const char *msg, void *user) {
     }
     static const char *names[] = {"debug", "info", "warn", "error"};
     fprintf(stderr, "[%s] %s\n", names[level < 0 || level > 3 ? 1 : level], msg);
+}
+
+/* "2026-12-02T21:55:32.123Z" (UTC, milliseconds) */
+static void iso_now(char out[32]) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+void inf_app_log_serve(int level, const char *msg, void *user) {
+    const inf_app_log_format *fmt = user;
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    const char *name = names[level < 0 || level > 3 ? 1 : level];
+    char ts[32];
+    iso_now(ts);
+    if (fmt && *fmt == INF_APP_LOG_JSON) {
+        /* one JSON object per line: {"time", "level", "msg"}; msg escaped per RFC 8259 */
+        char line[4096];
+        size_t n = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+                                    ts, name);
+        for (const unsigned char *p = (const unsigned char *)msg; *p && n + 8 < sizeof line; p++) {
+            if (*p == '"' || *p == '\\') {
+                line[n++] = '\\';
+                line[n++] = (char)*p;
+            } else if (*p < 0x20 || *p == 0x7f) {
+                n += (size_t)snprintf(line + n, sizeof line - n, "\\u%04x", *p);
+            } else {
+                line[n++] = (char)*p;
+            }
+        }
+        line[n] = 0;
+        fprintf(stderr, "%s\"}\n", line);
+        return;
+    }
+    fprintf(stderr, "%s %-5s %s\n", ts, name, msg);
+}
+
+void inf_app_progress(float done, void *user) {
+    const char *what = user ? user : "loading";
+    static int last = -1;
+    int pct = done >= 1.0f ? 100 : done <= 0.0f ? 0 : (int)(done * 100.0f);
+    if (pct == last) return;
+    last = pct;
+    char bar[31];
+    int fill = pct * 30 / 100;
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "\r%s [%s] %3d%%%s", what, bar, pct, pct == 100 ? "\n" : "");
+    if (pct == 100) last = -1;
+}
+
+bool inf_app_progress_wanted(void) {
+    return isatty(STDERR_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
 }
 
 char *inf_app_read_file(const char *path, size_t *len) {

@@ -53,7 +53,7 @@ static int repack_one(inf_model *m, inf_tensor *w) {
     return 0;
 }
 
-static int repack_weights(inf_model *m) {
+static int repack_weights(inf_model *m, const inf_model_params *p) {
     int64_t per_layer = 7 + 3 * m->hp.n_expert;
     m->repacked = inf__calloc((size_t)(m->hp.n_layer * per_layer + 1), sizeof *m->repacked);
     if (!m->repacked) return inf__err(INF_ENOMEM, "repack list");
@@ -66,6 +66,7 @@ static int repack_weights(inf_model *m) {
         /* Each expert's view separately: an expert's rows stay one stream in the new layout. */
         for (int64_t e = 0; L->exps[0] && e < 3 * m->hp.n_expert && rc == 0; e++)
             rc = repack_one(m, &L->exps[0][e]);
+        if (p->progress) p->progress(0.99f * (float)(l + 1) / (float)m->hp.n_layer, p->progress_user);
     }
     return rc;
 }
@@ -109,7 +110,8 @@ int inf_model_load(const char *path, const inf_model_params *params, inf_model *
     if (n_threads > 1024) n_threads = 1024;
     if ((rc = inf_pool_create(n_threads, &m->pool)) < 0) goto fail;
     m->n_threads = inf_pool_size(m->pool);
-    if ((rc = repack_weights(m)) < 0) goto fail;
+    if ((rc = repack_weights(m, &p)) < 0) goto fail;
+    if (p.progress) p.progress(1.0f, p.progress_user);
     *out = m;
     return 0;
 fail:

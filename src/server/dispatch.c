@@ -79,7 +79,8 @@ static void call_drop(inf__call *call) {
     if (!call->counted) {
         call->counted = true;
         inf__record(call->srv, call->method, call->path, call->path,
-                    call->err_status ? call->err_status : 499, 0, 0, call->t_start);
+                    call->err_status ? call->err_status : 499, 0, 0, call->t_start,
+                    call->err_reason[0] ? call->err_reason : NULL);
     }
     call_unlink(call);
     call_free(call);
@@ -100,7 +101,11 @@ void inf__calls_detach(inf__conn *c) {
         inf__call_cancel(call);
         call_unlink(call);
         call->dead = true;
-        if (!call->err_status) call->err_status = 499; /* logged with its tokens at FINISH */
+        if (!call->err_status) { /* logged with its tokens at FINISH */
+            call->err_status = 499;
+            snprintf(call->err_reason, sizeof call->err_reason,
+                     "client_closed: the client went away");
+        }
         call_link(call, NULL);
     }
 }
@@ -125,11 +130,16 @@ static void emit(inf__call *call, json_t *obj) {
     if (c->out_bytes > call->srv->cfg.max_send_buffer) slow_reader(c);
 }
 
+static void set_err(inf__call *call, const inf__oa_err *e) {
+    call->err_status = e->status;
+    inf__err_reason(e, NULL, call->err_reason, sizeof call->err_reason);
+}
+
 static void send_error(inf__call *call, const inf__oa_err *e) {
     inf__conn *c = call->conn;
     if (!c || call->dead) return;
     call->dead = true;
-    call->err_status = e->status;
+    set_err(call, e);
     c->tp->send_error(call, e);
 }
 
@@ -142,7 +152,7 @@ static void slow_reader(inf__conn *c) {
         if (call->dead) continue;
         inf__call_cancel(call);
         call->dead = true;
-        call->err_status = e.status;
+        set_err(call, &e);
         c->tp->abort(call, &e);
     }
 }
@@ -166,7 +176,7 @@ void inf__calls_end_shutdown(inf__conn *c) {
             if (!call->dead) c->tp->stream_end(call, last);
             else json_decref(last);
             call->dead = true;
-            call->err_status = e.status;
+            set_err(call, &e);
         } else {
             send_error(call, &e);
         }
@@ -251,8 +261,9 @@ static void call_fail(inf__call *call, const inf__oa_err *e) {
     inf__call_cancel(call);
     if (!call->counted) {
         call->counted = true;
+        char why[200];
         inf__record(call->srv, call->method, call->path, call->path, e->status, 0, 0,
-                    call->t_start);
+                    call->t_start, inf__err_reason(e, NULL, why, sizeof why));
     }
     send_error(call, e);
     call_unlink(call);
@@ -296,6 +307,8 @@ void inf__call_local(inf__conn *c, const char *endpoint,
 static void local_done(inf__call *call) {
     inf__conn *c = call->conn;
     int status = call->local_out ? call->local_status : 500;
+    char why[200] = "server_error: out of memory";
+    if (call->local_out && status >= 400) inf__err_reason(NULL, call->local_out, why, sizeof why);
     if (c && !call->dead) {
         if (call->local_out)
             c->tp->send_object(call, status, call->local_out);
@@ -303,8 +316,13 @@ static void local_done(inf__call *call) {
             c->tp->send_object(call, 500, json_object());
         call->local_out = NULL;
     }
-    if (call->err_status && status < 400) status = call->err_status;
-    inf__record(call->srv, call->method, call->path, call->path, status, -1, -1, call->t_start);
+    const char *reason = why;
+    if (call->err_status && status < 400) {
+        status = call->err_status;
+        reason = call->err_reason;
+    }
+    inf__record(call->srv, call->method, call->path, call->path, status, -1, -1, call->t_start,
+                reason);
     call->counted = true;
     call_unlink(call);
     call_free(call);
@@ -410,7 +428,8 @@ static void complete(inf__call *call, json_t *last) {
     if (status == 200 && call->err_status) status = call->err_status;
     if (!call->counted) {
         call->counted = true;
-        inf__record(srv, call->method, call->path, call->path, status, pt, ctok, call->t_start);
+        inf__record(srv, call->method, call->path, call->path, status, pt, ctok, call->t_start,
+                    call->err_reason);
     }
     call_unlink(call);
     call_free(call);

@@ -107,6 +107,11 @@ static int queue_headers(inf__conn *c, int status, const char *ctype, int64_t le
     }
     if (allow && add_header(c, "allow:", allow, &p, end)) return -1;
     if (status == 401 && add_header(c, "www-authenticate:", "Bearer", &p, end)) return -1;
+    /* a client that backs off: a second for a full queue or rate limit, five while the server
+     * loads or drains (a replica behind a balancer is usually replaced by then) */
+    if ((status == 429 || status == 503) &&
+        add_header(c, "retry-after:", status == 429 ? "1" : "5", &p, end))
+        return -1;
     if (length < 0 && (add_header(c, "cache-control:", "no-cache", &p, end) ||
                        add_header(c, "x-accel-buffering:", "no", &p, end)))
         return -1;
@@ -177,11 +182,11 @@ static void sse_done(inf__conn *c) {
 
 /* Answers a request handled entirely here: response, then its record (metric + log line). */
 static void finish_local(inf__conn *c, int status, const char *ctype, const char *body, size_t len,
-                         const char *allow) {
+                         const char *allow, const char *reason) {
     respond(c, status, ctype, body, len, allow);
     const struct route *r = find_route(c->http.path);
     inf__record(c->srv, method_name(c->http.method), c->http.path, r ? r->path : "other", status,
-                -1, -1, c->http.t_start);
+                -1, -1, c->http.t_start, reason);
 }
 
 static void local_json(inf__conn *c, int status, json_t *obj) {
@@ -190,13 +195,15 @@ static void local_json(inf__conn *c, int status, json_t *obj) {
     if (status == 405 && r)
         allow = r->method == LWSHUMETH_GET ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
     size_t len;
+    char why[200] = "";
+    if (status >= 400) inf__err_reason(NULL, obj, why, sizeof why);
     char *s = inf__oa_dump(obj, &len);
     json_decref(obj);
     if (!s) {
-        finish_local(c, 500, "application/json", "{}", 2, NULL);
+        finish_local(c, 500, "application/json", "{}", 2, NULL, "server_error: out of memory");
         return;
     }
-    finish_local(c, status, "application/json", s, len, allow);
+    finish_local(c, status, "application/json", s, len, allow, why);
     free(s);
 }
 
@@ -297,10 +304,11 @@ static void handle_get(inf__conn *c, int route) {
         size_t len = 0;
         char *text = inf__metrics_render(srv->metrics, srv->engine, &len);
         if (!text) {
-            finish_local(c, 500, "text/plain", "out of memory\n", 14, NULL);
+            finish_local(c, 500, "text/plain", "out of memory\n", 14, NULL,
+                         "server_error: out of memory");
             return;
         }
-        finish_local(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+        finish_local(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
         free(text);
         return;
     }
@@ -406,7 +414,7 @@ static void preflight(inf__conn *c) {
     }
     const struct route *r = find_route(c->http.path);
     inf__record(c->srv, "OPTIONS", c->http.path, r ? r->path : "other", 204, -1, -1,
-                c->http.t_start);
+                c->http.t_start, NULL);
 }
 
 int inf__http_request(inf__conn *c, const char *path) {
@@ -820,7 +828,9 @@ int inf__http_raw_adopted(inf_server *srv, struct lws *wsi) {
     inf__oa_fail(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
                  "Method CONNECT is not allowed: this is not a proxy");
     raw_answer(wsi, "405 Method Not Allowed", "allow: GET, HEAD, POST, OPTIONS\r\n", &e);
-    inf__record(srv, "CONNECT", "?", "other", 405, -1, -1, inf__time_s());
+    char why[200];
+    inf__record(srv, "CONNECT", "?", "other", 405, -1, -1, inf__time_s(),
+                inf__err_reason(&e, NULL, why, sizeof why));
     return -1;
 }
 
@@ -829,7 +839,9 @@ void inf__http_bad_method(inf_server *srv, struct lws *wsi, const char *method) 
     inf__oa_fail(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
                  "Method '%s' is not allowed", method);
     raw_answer(wsi, "405 Method Not Allowed", "allow: GET, HEAD, POST, OPTIONS\r\n", &e);
-    inf__record(srv, method, "?", "other", 405, -1, -1, inf__time_s());
+    char why[200];
+    inf__record(srv, method, "?", "other", 405, -1, -1, inf__time_s(),
+                inf__err_reason(&e, NULL, why, sizeof why));
 }
 
 void inf__http_note_header_overflow(inf_server *srv) {
@@ -842,7 +854,8 @@ void inf__http_note_header_overflow(inf_server *srv) {
             n_hits++;
         }
     if (n_hits != 1) {
-        inf__record(srv, "?", "?", "other", 431, -1, -1, inf__time_s());
+        inf__record(srv, "?", "?", "other", 431, -1, -1, inf__time_s(),
+                    "request_header_fields_too_large: headers over the limit");
         return;
     }
     inf__oa_err e;
@@ -855,5 +868,6 @@ void inf__http_note_header_overflow(inf_server *srv) {
     int m = lws_http_get_uri_and_method(hit->wsi, &uri, &ulen);
     char path[64];
     snprintf(path, sizeof path, "%.*s", INF_MIN(ulen, 48), uri ? uri : "?");
-    inf__record(srv, method_name(m), path, "other", 431, -1, -1, inf__time_s());
+    inf__record(srv, method_name(m), path, "other", 431, -1, -1, inf__time_s(),
+                "request_header_fields_too_large: headers over the limit");
 }

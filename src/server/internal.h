@@ -127,6 +127,7 @@ struct inf__call {
     bool counted;       /* metrics/log line done */
     const char *method; /* the transport's name for the log line ("POST", "WS") */
     int err_status;     /* status of an error already delivered (or 499: client gone) */
+    char err_reason[160]; /* its "code: message", for the log line */
     double t_start;
     const char *path; /* for logs and metrics */
     /* prep.c: while preparing is set the worker owns req and the local_* fields; the I/O thread
@@ -437,9 +438,13 @@ void inf__metrics_free(inf__metrics *m);
 void inf__metrics_latency(inf__metrics *m, double ttft_s, double tpot_s);
 char *inf__metrics_render(inf__metrics *m, inf_engine *engine, size_t *len);
 /* One finished request: counts it (endpoint label, status) and writes its log line (method,
- * path as sent, status, tokens when prompt_tokens >= 0, time since t_start). */
+ * path as sent, status, tokens when prompt_tokens >= 0, time since t_start, and for a status
+ * >= 400 the reason: "code: message", NULL when unknown). */
 void inf__record(inf_server *srv, const char *method, const char *path, const char *endpoint,
-                 int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start);
+                 int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start,
+                 const char *reason);
+/* "code: message" of an error (e) or of an OpenAI error object (obj), into buf. */
+const char *inf__err_reason(const inf__oa_err *e, json_t *obj, char *buf, size_t n);
 
 /* ---- guard.c: the byte-level check in front of lws (unknown methods, unmasked frames) ---- */
 enum { INF__GUARD_METHOD, INF__GUARD_HEADERS, INF__GUARD_BODY, INF__GUARD_WS, INF__GUARD_OFF };

@@ -138,18 +138,45 @@ char *inf__metrics_render(inf__metrics *m, inf_engine *engine, size_t *len) {
     return inf__sb_take(&sb);
 }
 
+const char *inf__err_reason(const inf__oa_err *e, json_t *obj, char *buf, size_t n) {
+    const char *code = NULL, *msg = NULL;
+    if (e) {
+        code = e->code ? e->code : e->type;
+        msg = e->message;
+    } else {
+        json_t *err = json_object_get(obj, "error");
+        code = json_string_value(json_object_get(err, "code"));
+        if (!code) code = json_string_value(json_object_get(err, "type"));
+        msg = json_string_value(json_object_get(err, "message"));
+    }
+    snprintf(buf, n, "%s: %s", code ? code : "error", msg ? msg : "");
+    return buf;
+}
+
+/* Copies client-controlled text into the log without control bytes or quotes. */
+static void log_safe(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    for (const char *p = s ? s : "?"; *p && n + 1 < cap; p++)
+        out[n++] = (unsigned char)*p < 0x20 || *p == 0x7f || *p == '"' ? '?' : *p;
+    out[n] = 0;
+}
+
 void inf__record(inf_server *srv, const char *method, const char *path, const char *endpoint,
-                 int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start) {
+                 int status, int64_t prompt_tokens, int64_t completion_tokens, double t_start,
+                 const char *reason) {
     metrics_request(srv->metrics, endpoint, status);
     double ms = (inf__time_s() - t_start) * 1e3;
-    char safe[128]; /* the path comes from the client: no control bytes in the log */
-    size_t n = 0;
-    for (const char *p = path ? path : "?"; *p && n + 1 < sizeof safe; p++)
-        safe[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
-    safe[n] = 0;
+    char safe[128], why[200] = ""; /* client-controlled text: no control bytes in the log */
+    log_safe(safe, sizeof safe, path);
+    if (status >= 400) {
+        char r[180];
+        log_safe(r, sizeof r, reason ? reason : status == 499 ? "client_closed: the client went away" : "?");
+        snprintf(why, sizeof why, " reason=\"%s\"", r);
+    }
+    int level = status >= 500 && status != 503 ? INF_LOG_WARN : INF_LOG_INFO;
     if (prompt_tokens >= 0)
-        inf__log(INF_LOG_INFO, "%s %s %d tokens=%lld+%lld %.1f ms", method, safe, status,
-                 (long long)prompt_tokens, (long long)completion_tokens, ms);
+        inf__log(level, "%s %s %d tokens=%lld+%lld %.1f ms%s", method, safe, status,
+                 (long long)prompt_tokens, (long long)completion_tokens, ms, why);
     else
-        inf__log(INF_LOG_INFO, "%s %s %d %.1f ms", method, safe, status, ms);
+        inf__log(level, "%s %s %d %.1f ms%s", method, safe, status, ms, why);
 }

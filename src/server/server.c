@@ -20,6 +20,12 @@
  */
 #include "server/internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +49,10 @@ void inf_server_config_default(inf_server_config *cfg) {
 
 static _Thread_local inf_server *service_srv; /* the server this I/O thread serves */
 
+/* Set while the context is created: lws' own lines about a failed bind are replaced by one
+ * sentence of ours (probe_listen). */
+static bool lws_quiet;
+
 static void lws_log(int level, const char *line) {
     /* lws 4.1 reports oversized request headers only through its log (called from inside its
      * header parser), then closes the connection without a callback: http.c answers 431 */
@@ -51,7 +61,7 @@ static void lws_log(int level, const char *line) {
         inf__http_note_header_overflow(service_srv);
         return;
     }
-    if (!(level & LLL_ERR)) return; /* warnings are enabled only for the message above */
+    if (!(level & LLL_ERR) || lws_quiet) return; /* warnings: only for the message above */
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
@@ -133,6 +143,12 @@ static void finish_loading(inf_server *srv) {
         }
     }
     srv->ready_announced = true;
+    if (srv->cfg.engine.n_ctx > info.n_ctx_train && info.n_ctx_train > 0)
+        inf__log(INF_LOG_WARN,
+                 "the context asked for (-c %lld) exceeds the model's trained context (%lld): "
+                 "output past %lld tokens may degrade",
+                 (long long)srv->cfg.engine.n_ctx, (long long)info.n_ctx_train,
+                 (long long)info.n_ctx_train);
     inf__log(INF_LOG_INFO, "model '%s' ready (%s, context %lld)",
              srv->n_names ? srv->names[0] : "?", info.arch ? info.arch : "?",
              (long long)srv->n_ctx);
@@ -296,6 +312,40 @@ static void free_list(char **l, int n) {
     free(l);
 }
 
+/* Checks before anything starts that the model file can be read and the address bound, so the
+ * operator gets one clear sentence (the bind is tried here, then lws binds again). */
+static int preflight(const char *model_path, const char *host, int port) {
+    int fd = open(model_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return inf__err(INF_EIO, "cannot open the model file '%s': %s", model_path,
+                                strerror(errno));
+    bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    if (!regular) return inf__err(INF_EIO, "the model path '%s' is not a file", model_path);
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    bool any = !strcmp(host, "0.0.0.0") || !strcmp(host, "::");
+    int gai = getaddrinfo(any ? NULL : host, ps, &hints, &res);
+    if (gai != 0 || !res)
+        return inf__err(INF_EIO, "cannot listen on %s:%d: unknown address (%s)", host, port,
+                        gai_strerror(gai));
+    int err = 0;
+    int s = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        err = errno;
+    } else {
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(s, res->ai_addr, res->ai_addrlen) < 0) err = errno;
+        close(s);
+    }
+    freeaddrinfo(res);
+    if (err) return inf__err(INF_EIO, "cannot listen on %s:%d: %s", host, port, strerror(err));
+    return 0;
+}
+
 int inf_server_create(const inf_server_config *cfg, inf_server **out) {
     if (!cfg || !out) return inf__err(INF_EINVAL, "server: NULL argument");
     *out = NULL;
@@ -342,6 +392,7 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
     inf__rng_seed(&srv->rng, inf__time_ns() ^ (uint64_t)(uintptr_t)srv);
     srv->created = (int64_t)time(NULL);
 
+    if ((rc = preflight(srv->cfg.model_path, srv->host, cfg->port)) < 0) goto fail;
     json_object_seed(0); /* before the worker threads: jansson seeds its hashes once */
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
     struct lws_context_creation_info info;
@@ -366,7 +417,9 @@ int inf_server_create(const inf_server_config *cfg, inf_server **out) {
     }
     info.vhost_name = "inferneo";
     inf__guard_set_hook(guard_violation, srv);
+    lws_quiet = true;
     srv->ctx = lws_create_context(&info);
+    lws_quiet = false;
     if (!srv->ctx) {
         rc = inf__err(INF_EIO, "cannot listen on %s:%d (address in use or not available)",
                       srv->host, cfg->port);

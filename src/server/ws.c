@@ -322,7 +322,9 @@ void inf__ws_message(inf__conn *c, const char *data, size_t len) {
                      ep == INF__EP_CHAT ? "/v1/completions" : "/v1/chat/completions");
         send_err(c, &e, rid);
         const char *p = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
-        inf__record(srv, "WS", p, p, e.status, -1, -1, inf__time_s());
+        char why[200];
+        inf__record(srv, "WS", p, p, e.status, -1, -1, inf__time_s(),
+                    inf__err_reason(&e, NULL, why, sizeof why));
         goto done;
     }
     const char *path = ep == INF__EP_CHAT ? "/v1/chat/completions" : "/v1/completions";
@@ -330,7 +332,9 @@ void inf__ws_message(inf__conn *c, const char *data, size_t len) {
     if (inf__oa_parse(srv, ep, root, &req, &e) < 0) {
         inf__oa_req_free(&req);
         send_err(c, &e, rid);
-        inf__record(srv, "WS", path, path, e.status, -1, -1, inf__time_s());
+        char why[200];
+        inf__record(srv, "WS", path, path, e.status, -1, -1, inf__time_s(),
+                    inf__err_reason(&e, NULL, why, sizeof why));
         goto done;
     }
     inf__call_start(c, ep, path, &req, rid);

@@ -528,9 +528,11 @@ def test_queue_full_is_429(guarded):
         assert r.status_code == 200
         next(r.iter_text())
         time.sleep(0.2)
-        e = err(post(guarded, "/v1/completions", {"prompt": "x", "n": 64, "max_tokens": 4},
-                     headers=ok), 429)
+        r429 = post(guarded, "/v1/completions", {"prompt": "x", "n": 64, "max_tokens": 4},
+                    headers=ok)
+        e = err(r429, 429)
         assert e["type"] == "rate_limit_error"
+        assert r429.headers.get("retry-after", "").isdigit(), r429.headers
     m = metrics(guarded, headers=ok)
     assert m['inferneo_requests_total{endpoint="/v1/completions",status="429"}'] >= 1
 
@@ -953,6 +955,7 @@ def test_loading_state_is_503_then_ready():
         r = httpx.post(url + "/v1/completions", json={"prompt": "Once", "max_tokens": 2},
                        timeout=5)
         err(r, 503, "model_loading")
+        assert r.headers.get("retry-after", "").isdigit(), r.headers
         r = httpx.post(url + "/v1/chat/completions",
                        json={"messages": [{"role": "user", "content": "hi"}]}, timeout=5)
         err(r, 503, "model_loading")
