@@ -128,3 +128,27 @@ def test_retry_after_while_loading():
         assert r.status_code == 503 and r.headers["retry-after"] == "5", (r, r.headers)
     finally:
         stop(proc)
+
+
+def test_progress_bar_on_a_terminal_only():
+    """On a terminal (a pty here) the load draws a progress bar up to 100%; piped, it does not."""
+    import pty
+    port = free_port()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "xterm"
+        os.execv(BIN, [BIN, "serve", "-m", MODEL, "--port", str(port), "-t", "1"])
+    out = b""
+    deadline = time.time() + 30
+    try:
+        while b"listening on" not in out and time.time() < deadline:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    assert b"\rloading model [" in out and b"] 100%" in out, out
+    proc, url, _ = serve()
+    assert "loading model [" not in stop(proc)
